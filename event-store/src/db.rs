@@ -1,0 +1,215 @@
+//! The connection to SQLite or MySQL. Both speak the same SQL here (`?` placeholders, text
+//! timestamps, JSON kept as text), so one set of queries serves both through sqlx's `Any`
+//! driver; only the write lock, pool settings and migrations differ per backend.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{install_default_drivers, AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::{Any, AnyPool, Executor, Row};
+
+use crate::error::{Result, StoreError};
+use crate::model::{parse_timestamp, RecordedEvent};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static MYSQL_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/mysql");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            Ok(Backend::MySql)
+        } else {
+            Err(StoreError::UnsupportedDatabase(redact_url(url)))
+        }
+    }
+
+    fn migrator(self) -> &'static Migrator {
+        match self {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::MySql => &MYSQL_MIGRATIONS,
+        }
+    }
+}
+
+/// A URL with its password replaced, fit for errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:***{}", &url[..scheme_end], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Pool settings that matter for an event store.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Database {
+    /// Connects, creating the SQLite file or the MySQL database when it does not exist yet.
+    pub async fn connect(url: &str, settings: PoolSettings) -> Result<Self> {
+        install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}mode=rwc")
+            }
+            _ => url.to_string(),
+        };
+        if backend == Backend::MySql && !Any::database_exists(&url).await? {
+            Any::create_database(&url).await?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    let session = match backend {
+                        // WAL lets readers run beside the writer; FULL makes every acknowledged
+                        // commit durable, the same promise MySQL gives with its defaults.
+                        Backend::Sqlite => {
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                             PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
+                        }
+                        Backend::MySql => {
+                            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+                             SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,ONLY_FULL_GROUP_BY'"
+                        }
+                    };
+                    conn.execute(session).await.map(|_| ())
+                })
+            })
+            .connect(&url)
+            .await?;
+        Ok(Self { pool, backend })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        self.backend.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a transaction that holds the store's write lock from its first statement.
+    pub async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>> {
+        Ok(match self.backend {
+            // IMMEDIATE takes SQLite's write lock up front, so no reader-turned-writer can deadlock.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::MySql => self.pool.begin().await?,
+        })
+    }
+
+    /// Locks the head row (the one serialization point of all writers, in every process) and
+    /// returns the last committed position.
+    pub async fn lock_head(&self, tx: &mut sqlx::Transaction<'static, Any>) -> Result<i64> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT last_position FROM event_store_head WHERE id = 1",
+            Backend::MySql => "SELECT last_position FROM event_store_head WHERE id = 1 FOR UPDATE",
+        };
+        Ok(sqlx::query(sql).fetch_one(&mut **tx).await?.try_get(0)?)
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// The column list every event query selects, in the order `decode_event` reads.
+pub const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, \
+     event_type, schema_version, payload, metadata, data_subject, recorded_at, prev_hash, hash";
+
+pub fn decode_event(row: &AnyRow) -> Result<RecordedEvent> {
+    let position: i64 = row.try_get(0)?;
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let event_id: String = row.try_get(1)?;
+    let payload: String = row.try_get(7)?;
+    let metadata: String = row.try_get(8)?;
+    let recorded_at: String = row.try_get(10)?;
+    let schema_version: i64 = row.try_get(6)?;
+    Ok(RecordedEvent {
+        position,
+        event_id: uuid::Uuid::from_str(&event_id).map_err(|e| corrupt(format!("event id: {e}")))?,
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        schema_version: u32::try_from(schema_version)
+            .map_err(|_| corrupt(format!("schema version {schema_version}")))?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt(format!("payload: {e}")))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(format!("metadata: {e}")))?,
+        data_subject: row.try_get(9)?,
+        recorded_at: parse_timestamp(&recorded_at)
+            .ok_or_else(|| corrupt(format!("recorded_at {recorded_at:?}")))?,
+        prev_hash: row.try_get(11)?,
+        hash: row.try_get(12)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("mysql://app:s3cret@db:3306/marquee"),
+            "mysql://app:***@db:3306/marquee"
+        );
+        assert_eq!(
+            redact_url("mysql://root@127.0.0.1/m"),
+            "mysql://root@127.0.0.1/m"
+        );
+        assert_eq!(redact_url("sqlite://data/m.db"), "sqlite://data/m.db");
+    }
+
+    #[test]
+    fn picks_the_backend_from_the_scheme() {
+        assert_eq!(Backend::from_url("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::from_url("mysql://h/db").unwrap(), Backend::MySql);
+        assert!(Backend::from_url("postgres://h/db").is_err());
+    }
+}

@@ -1,0 +1,281 @@
+//! Proof that no stored event was altered, removed or reordered: every stream's hash chain, the
+//! density of global positions, and the signed-off checkpoint ranges over the whole log.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::error::Result;
+use crate::hash::{event_hash, running_hash};
+use crate::model::{format_timestamp, now_micros, parse_timestamp, Checkpoint, StreamId};
+use crate::store::{read_head, EventStore};
+
+/// Events read per round trip while verifying or sealing.
+const PAGE: u32 = 2_000;
+
+/// What `verify` found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerReport {
+    pub intact: bool,
+    pub checked_events: i64,
+    pub first_broken_position: Option<i64>,
+    pub last_checkpoint: Option<i64>,
+    pub head: i64,
+    pub problems: Vec<Problem>,
+}
+
+/// One break in the ledger, at the first position it affects.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    pub position: i64,
+    pub kind: ProblemKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// A position with no event: an event was deleted.
+    MissingEvent,
+    /// The stored hash is not the hash of the stored event: it was altered.
+    HashMismatch,
+    /// The event does not follow the previous event of its stream: reordered or removed.
+    SequenceBroken,
+    /// The next event's link does not match this event's hash: this event was rewritten.
+    ChainBroken,
+    /// A signed-off range no longer hashes to its checkpoint.
+    CheckpointMismatch,
+    /// The head row and the stored events disagree.
+    HeadMismatch,
+}
+
+struct StreamState {
+    sequence: i64,
+    hash: String,
+    position: i64,
+}
+
+impl EventStore {
+    /// Checks every stream's chain, the density of positions and every checkpoint.
+    pub async fn verify(&self) -> Result<LedgerReport> {
+        let checkpoints = self.checkpoints().await?;
+        let head = read_head(self.database()).await?;
+        let mut problems = Vec::new();
+        let mut streams: HashMap<StreamId, StreamState> = HashMap::new();
+        let mut pending_checkpoints = checkpoints.iter().peekable();
+        let mut running: Option<String> = None;
+        let mut range_start = 1;
+        let mut expected_position = 1;
+        let mut checked = 0;
+        let mut after = 0;
+        loop {
+            let page = self.read_raw(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for event in page {
+                checked += 1;
+                if event.position > expected_position {
+                    problems.push(Problem {
+                        position: expected_position,
+                        kind: ProblemKind::MissingEvent,
+                        detail: missing_range(expected_position, event.position - 1),
+                    });
+                }
+                expected_position = event.position + 1;
+                let stream = event.stream();
+                let previous = streams.get(&stream);
+                let expected_sequence = previous.map_or(1, |s| s.sequence + 1);
+                if event.sequence != expected_sequence {
+                    problems.push(Problem {
+                        position: event.position,
+                        kind: ProblemKind::SequenceBroken,
+                        detail: format!(
+                            "{stream} has sequence {} where {expected_sequence} was due",
+                            event.sequence
+                        ),
+                    });
+                }
+                let chain_hash = previous.map(|s| s.hash.as_str());
+                if let Some(previous) = previous {
+                    if event.prev_hash.as_deref() != Some(previous.hash.as_str()) {
+                        // The link was written with the genuine hash of the event before, so
+                        // that event is the one that changed.
+                        problems.push(Problem {
+                            position: previous.position,
+                            kind: ProblemKind::ChainBroken,
+                            detail: format!(
+                                "the event at position {} links to a different hash than {stream} \
+                                 sequence {} carries",
+                                event.position, previous.sequence
+                            ),
+                        });
+                    }
+                } else if event.prev_hash.is_some() {
+                    problems.push(Problem {
+                        position: event.position,
+                        kind: ProblemKind::SequenceBroken,
+                        detail: format!("the first event of {stream} links to an earlier one"),
+                    });
+                }
+                if event_hash(chain_hash, &event) != event.hash {
+                    problems.push(Problem {
+                        position: event.position,
+                        kind: ProblemKind::HashMismatch,
+                        detail: format!("{stream} sequence {} was altered", event.sequence),
+                    });
+                }
+                running = Some(running_hash(running.as_deref(), &event.hash));
+                while let Some(checkpoint) =
+                    pending_checkpoints.next_if(|c| c.to_position <= event.position)
+                {
+                    if checkpoint.from_position != range_start
+                        || running.as_deref() != Some(checkpoint.running_hash.as_str())
+                        || checkpoint.to_position != event.position
+                    {
+                        problems.push(checkpoint_mismatch(checkpoint));
+                    }
+                    range_start = checkpoint.to_position + 1;
+                }
+                streams.insert(
+                    stream,
+                    StreamState {
+                        sequence: event.sequence,
+                        hash: event.hash,
+                        position: event.position,
+                    },
+                );
+            }
+        }
+        let last_seen = expected_position - 1;
+        if head > last_seen {
+            problems.push(Problem {
+                position: last_seen + 1,
+                kind: ProblemKind::MissingEvent,
+                detail: format!(
+                    "the head says {head} events were committed; {}",
+                    missing_range(last_seen + 1, head)
+                ),
+            });
+        } else if head < last_seen {
+            problems.push(Problem {
+                position: head + 1,
+                kind: ProblemKind::HeadMismatch,
+                detail: format!("events up to {last_seen} are stored beyond the head {head}"),
+            });
+        }
+        for checkpoint in pending_checkpoints {
+            problems.push(checkpoint_mismatch(checkpoint));
+        }
+        problems.sort_by_key(|p| p.position);
+        Ok(LedgerReport {
+            intact: problems.is_empty(),
+            checked_events: checked,
+            first_broken_position: problems.first().map(|p| p.position),
+            last_checkpoint: checkpoints.last().map(|c| c.to_position),
+            head,
+            problems,
+        })
+    }
+
+    /// Signs off everything committed since the last checkpoint, after checking that each event
+    /// still carries its own hash. Returns `None` when there is nothing new to seal.
+    pub async fn seal_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let last = self.checkpoints().await?.pop();
+        let head = read_head(self.database()).await?;
+        let mut after = last.as_ref().map_or(0, |c| c.to_position);
+        if head <= after {
+            return Ok(None);
+        }
+        let from_position = after + 1;
+        let mut running = last.map(|c| c.running_hash);
+        while after < head {
+            let page = self
+                .read_contiguous_raw(after, PAGE.min((head - after) as u32))
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            for event in page {
+                if event_hash(event.prev_hash.as_deref(), &event) != event.hash {
+                    return Err(crate::StoreError::Corrupt {
+                        position: event.position,
+                        reason: "the event no longer matches its hash; refusing to seal".into(),
+                    });
+                }
+                running = Some(running_hash(running.as_deref(), &event.hash));
+            }
+        }
+        let checkpoint = Checkpoint {
+            from_position,
+            to_position: after,
+            running_hash: running.unwrap_or_default(),
+            sealed_at: now_micros(),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO ledger_checkpoints (to_position, from_position, running_hash, sealed_at) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(checkpoint.to_position)
+        .bind(checkpoint.from_position)
+        .bind(&checkpoint.running_hash)
+        .bind(format_timestamp(checkpoint.sealed_at))
+        .execute(self.database().pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok(Some(checkpoint)),
+            // Another process sealed the same range first; its checkpoint stands.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every checkpoint, oldest first.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let rows = sqlx::query(
+            "SELECT from_position, to_position, running_hash, sealed_at \
+             FROM ledger_checkpoints ORDER BY to_position",
+        )
+        .fetch_all(self.database().pool())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let sealed_at: String = row.try_get(3)?;
+                let to_position = row.try_get(1)?;
+                Ok(Checkpoint {
+                    from_position: row.try_get(0)?,
+                    to_position,
+                    running_hash: row.try_get(2)?,
+                    sealed_at: parse_timestamp(&sealed_at).ok_or_else(|| {
+                        crate::StoreError::Corrupt {
+                            position: to_position,
+                            reason: format!("checkpoint sealed_at {sealed_at:?}"),
+                        }
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn missing_range(from: i64, to: i64) -> String {
+    if from == to {
+        format!("position {from} is missing")
+    } else {
+        format!("positions {from} to {to} are missing")
+    }
+}
+
+fn checkpoint_mismatch(checkpoint: &Checkpoint) -> Problem {
+    Problem {
+        position: checkpoint.from_position,
+        kind: ProblemKind::CheckpointMismatch,
+        detail: format!(
+            "checkpoint {}..={} sealed at {} no longer matches the events in its range",
+            checkpoint.from_position,
+            checkpoint.to_position,
+            format_timestamp(checkpoint.sealed_at)
+        ),
+    }
+}

@@ -1,0 +1,593 @@
+//! Appends through one writer task per process that commits queued appends together (group
+//! commit), and reads that never skip a committed event.
+//!
+//! Why no event is ever skipped: every write transaction first locks the head row, takes the next
+//! positions after the head, and moves the head before it commits. Positions are therefore dense
+//! and become visible strictly in order, in every process. A reader that resumes after position
+//! `p` and sees `p + 2` but not `p + 1` has found a deleted event, never a late commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use crate::db::{decode_event, Database, PoolSettings, EVENT_COLUMNS};
+use crate::error::{Result, StoreError};
+use crate::hash::{canonical_json, event_hash};
+use crate::model::{
+    format_timestamp, now_micros, AppendRequest, Appended, RecordedEvent, StreamId,
+};
+
+/// Turns a stored payload of an older schema version into the current one.
+pub trait Upcaster: Send + Sync {
+    fn upcast(
+        &self,
+        event_type: &str,
+        schema_version: u32,
+        payload: Value,
+    ) -> std::result::Result<(u32, Value), String>;
+}
+
+impl<F> Upcaster for F
+where
+    F: Fn(&str, u32, Value) -> std::result::Result<(u32, Value), String> + Send + Sync,
+{
+    fn upcast(
+        &self,
+        event_type: &str,
+        schema_version: u32,
+        payload: Value,
+    ) -> std::result::Result<(u32, Value), String> {
+        self(event_type, schema_version, payload)
+    }
+}
+
+/// For stores whose payloads have only ever had one version.
+pub fn no_upcasting(
+    _event_type: &str,
+    schema_version: u32,
+    payload: Value,
+) -> std::result::Result<(u32, Value), String> {
+    Ok((schema_version, payload))
+}
+
+/// The most appends one transaction carries; more wait for the next one.
+const MAX_BATCH: usize = 256;
+/// Rows per INSERT statement, well under SQLite's limit on bound parameters.
+const ROWS_PER_INSERT: usize = 64;
+
+struct PendingAppend {
+    request: AppendRequest,
+    reply: oneshot::Sender<Result<Appended>>,
+}
+
+/// Which events a query wants; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub after_position: i64,
+    pub aggregate_id: Option<String>,
+    pub aggregate_type: Option<String>,
+    pub event_types: Vec<String>,
+    pub recorded_from: Option<chrono::DateTime<chrono::Utc>>,
+    pub recorded_to: Option<chrono::DateTime<chrono::Utc>>,
+    pub limit: u32,
+}
+
+/// The event store: cheap to clone, shared by everything in a process.
+#[derive(Clone)]
+pub struct EventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Database,
+    writer: mpsc::Sender<PendingAppend>,
+    upcaster: Arc<dyn Upcaster>,
+    head: watch::Sender<i64>,
+}
+
+impl EventStore {
+    /// Connects to `database_url` (sqlite:// or mysql://), applies the migrations and starts the writer.
+    pub async fn open(
+        database_url: &str,
+        settings: PoolSettings,
+        upcaster: Arc<dyn Upcaster>,
+    ) -> Result<Self> {
+        let db = Database::connect(database_url, settings).await?;
+        db.migrate().await?;
+        Self::with_database(db, upcaster).await
+    }
+
+    /// Starts a store on a database whose migrations have been applied.
+    pub async fn with_database(db: Database, upcaster: Arc<dyn Upcaster>) -> Result<Self> {
+        let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
+        let (head, _) = watch::channel(read_head(&db).await?);
+        let store = Self {
+            inner: Arc::new(Inner {
+                db,
+                writer,
+                upcaster,
+                head,
+            }),
+        };
+        tokio::spawn(run_writer(
+            store.inner.db.clone(),
+            queue,
+            store.inner.head.clone(),
+        ));
+        Ok(store)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.inner.db
+    }
+
+    /// Appends one command's events to one stream, atomically, if the stream is still at
+    /// `expected_version`; a stale version fails with `VersionConflict` and writes nothing.
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended> {
+        if request.events.is_empty() {
+            return Err(StoreError::EmptyAppend);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .writer
+            .send(PendingAppend { request, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// The last position committed through this process; changes wake waiting readers at once.
+    /// Commits from other processes are seen by `head()`.
+    pub fn watch_head(&self) -> watch::Receiver<i64> {
+        self.inner.head.subscribe()
+    }
+
+    /// The last committed position in the store, from every process.
+    pub async fn head(&self) -> Result<i64> {
+        read_head(&self.inner.db).await
+    }
+
+    /// A stream's events after `after_sequence`, upcast to their current schema versions.
+    pub async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_sequence: i64,
+    ) -> Result<Vec<RecordedEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? ORDER BY sequence"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id)
+            .bind(after_sequence)
+            .fetch_all(self.inner.db.pool())
+            .await?;
+        rows.iter().map(|row| self.decode_upcast(row)).collect()
+    }
+
+    /// The next events of the global log after `after_position`, in order and without gaps, so a
+    /// reader that checkpoints the last position it handled never skips or repeats an event.
+    pub async fn read_all(&self, after_position: i64, limit: u32) -> Result<Vec<RecordedEvent>> {
+        let events = self.read_contiguous_raw(after_position, limit).await?;
+        events.into_iter().map(|e| self.upcast(e)).collect()
+    }
+
+    /// Raw events after `after_position`, refusing a page with a hole in it.
+    pub(crate) async fn read_contiguous_raw(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>> {
+        let events = self.read_raw(after_position, limit).await?;
+        for (expected, event) in (after_position + 1..).zip(&events) {
+            if event.position != expected {
+                return Err(StoreError::Gap {
+                    after: expected - 1,
+                    missing: expected,
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    /// Events as stored, not upcast: what the hash chains cover.
+    pub async fn read_raw(&self, after_position: i64, limit: u32) -> Result<Vec<RecordedEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_position)
+            .bind(i64::from(limit))
+            .fetch_all(self.inner.db.pool())
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    /// Events matching `query`, in position order, upcast.
+    pub async fn query(&self, query: &EventQuery) -> Result<Vec<RecordedEvent>> {
+        let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?");
+        if query.aggregate_id.is_some() {
+            sql.push_str(" AND aggregate_id = ?");
+        }
+        if query.aggregate_type.is_some() {
+            sql.push_str(" AND aggregate_type = ?");
+        }
+        if !query.event_types.is_empty() {
+            let marks = vec!["?"; query.event_types.len()].join(", ");
+            sql.push_str(&format!(" AND event_type IN ({marks})"));
+        }
+        if query.recorded_from.is_some() {
+            sql.push_str(" AND recorded_at >= ?");
+        }
+        if query.recorded_to.is_some() {
+            sql.push_str(" AND recorded_at < ?");
+        }
+        sql.push_str(" ORDER BY position LIMIT ?");
+        let mut statement = sqlx::query(&sql).bind(query.after_position);
+        if let Some(id) = &query.aggregate_id {
+            statement = statement.bind(id);
+        }
+        if let Some(kind) = &query.aggregate_type {
+            statement = statement.bind(kind);
+        }
+        for event_type in &query.event_types {
+            statement = statement.bind(event_type);
+        }
+        if let Some(from) = query.recorded_from {
+            statement = statement.bind(format_timestamp(from));
+        }
+        if let Some(to) = query.recorded_to {
+            statement = statement.bind(format_timestamp(to));
+        }
+        let rows = statement
+            .bind(i64::from(query.limit))
+            .fetch_all(self.inner.db.pool())
+            .await?;
+        rows.iter().map(|row| self.decode_upcast(row)).collect()
+    }
+
+    fn decode_upcast(&self, row: &sqlx::any::AnyRow) -> Result<RecordedEvent> {
+        self.upcast(decode_event(row)?)
+    }
+
+    fn upcast(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {
+        let payload = std::mem::take(&mut event.payload);
+        let (version, payload) = self
+            .inner
+            .upcaster
+            .upcast(&event.event_type, event.schema_version, payload)
+            .map_err(|reason| StoreError::Upcast {
+                position: event.position,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                reason,
+            })?;
+        event.schema_version = version;
+        event.payload = payload;
+        Ok(event)
+    }
+}
+
+pub(crate) async fn read_head(db: &Database) -> Result<i64> {
+    Ok(
+        sqlx::query("SELECT last_position FROM event_store_head WHERE id = 1")
+            .fetch_one(db.pool())
+            .await?
+            .try_get(0)?,
+    )
+}
+
+async fn run_writer(
+    db: Database,
+    mut queue: mpsc::Receiver<PendingAppend>,
+    head: watch::Sender<i64>,
+) {
+    while let Some(first) = queue.recv().await {
+        // Everything that queued while the last transaction was committing goes into this one.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let requests: Vec<AppendRequest> = batch.iter().map(|p| p.request.clone()).collect();
+        let outcomes = match commit_batch(&db, &requests).await {
+            Ok(outcomes) => outcomes,
+            Err(error) if requests.len() > 1 => {
+                // One bad append must not fail its neighbours: retry each on its own.
+                warn!(%error, appends = requests.len(), "group commit failed; retrying one by one");
+                let mut outcomes = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    outcomes.push(
+                        match commit_batch(&db, std::slice::from_ref(request)).await {
+                            Ok(mut single) => single.remove(0),
+                            Err(error) => Err(error),
+                        },
+                    );
+                }
+                outcomes
+            }
+            Err(error) => vec![Err(error)],
+        };
+        let last = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().ok().map(|a| a.last_position))
+            .max();
+        if let Some(last) = last {
+            head.send_if_modified(|current| {
+                let moved = last > *current;
+                if moved {
+                    *current = last;
+                }
+                moved
+            });
+        }
+        debug!(appends = batch.len(), "group commit");
+        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+            // A caller that gave up waiting is no reason to stop the writer.
+            let _ = pending.reply.send(outcome);
+        }
+    }
+}
+
+/// The tip of a stream: its version and the hash of its last event.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StreamTip {
+    pub version: u64,
+    pub hash: Option<String>,
+}
+
+/// Commits a batch of appends in one transaction; each append succeeds or conflicts on its own.
+async fn commit_batch(db: &Database, requests: &[AppendRequest]) -> Result<Vec<Result<Appended>>> {
+    let mut tx = db.begin_write().await?;
+    let head = db.lock_head(&mut tx).await?;
+    let mut tips = stream_tips(&mut tx, requests).await?;
+    let plan = plan_batch(head, &mut tips, requests, now_micros());
+    for chunk in plan.rows.chunks(ROWS_PER_INSERT) {
+        insert_events(&mut tx, chunk).await?;
+    }
+    if plan.new_head != head {
+        sqlx::query("UPDATE event_store_head SET last_position = ? WHERE id = 1")
+            .bind(plan.new_head)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(plan.outcomes)
+}
+
+async fn stream_tips(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    requests: &[AppendRequest],
+) -> Result<HashMap<StreamId, StreamTip>> {
+    let mut streams: Vec<&StreamId> = requests.iter().map(|r| &r.stream).collect();
+    streams.sort();
+    streams.dedup();
+    let one = "SELECT * FROM (SELECT aggregate_type, aggregate_id, sequence, hash FROM events \
+               WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence DESC LIMIT 1) AS tip";
+    let sql = vec![one; streams.len()].join(" UNION ALL ");
+    let mut statement = sqlx::query(&sql);
+    for stream in &streams {
+        statement = statement
+            .bind(&stream.aggregate_type)
+            .bind(&stream.aggregate_id);
+    }
+    let mut tips = HashMap::new();
+    for row in statement.fetch_all(&mut **tx).await? {
+        let sequence: i64 = row.try_get(2)?;
+        tips.insert(
+            StreamId::new(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?),
+            StreamTip {
+                version: u64::try_from(sequence).unwrap_or_default(),
+                hash: Some(row.try_get(3)?),
+            },
+        );
+    }
+    Ok(tips)
+}
+
+async fn insert_events(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    rows: &[RecordedEvent],
+) -> Result<()> {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; rows.len()].join(", ");
+    let sql = format!("INSERT INTO events ({EVENT_COLUMNS}) VALUES {values}");
+    let mut statement = sqlx::query(&sql);
+    for event in rows {
+        statement = statement
+            .bind(event.position)
+            .bind(event.event_id.to_string())
+            .bind(&event.aggregate_type)
+            .bind(&event.aggregate_id)
+            .bind(event.sequence)
+            .bind(&event.event_type)
+            .bind(i64::from(event.schema_version))
+            .bind(canonical_json(&event.payload))
+            .bind(canonical_json(&event.metadata))
+            .bind(&event.data_subject)
+            .bind(format_timestamp(event.recorded_at))
+            .bind(&event.prev_hash)
+            .bind(&event.hash);
+    }
+    statement.execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// What one transaction will write and answer.
+pub(crate) struct BatchPlan {
+    pub rows: Vec<RecordedEvent>,
+    pub outcomes: Vec<Result<Appended>>,
+    pub new_head: i64,
+}
+
+/// Decides, without I/O, which appends of a batch go in and what positions, sequences and
+/// hashes their events get. Appends to the same stream in one batch chain one after another.
+pub(crate) fn plan_batch(
+    head: i64,
+    tips: &mut HashMap<StreamId, StreamTip>,
+    requests: &[AppendRequest],
+    recorded_at: chrono::DateTime<chrono::Utc>,
+) -> BatchPlan {
+    let mut rows = Vec::new();
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut position = head;
+    for request in requests {
+        let tip = tips.entry(request.stream.clone()).or_insert(StreamTip {
+            version: 0,
+            hash: None,
+        });
+        if request.events.is_empty() {
+            outcomes.push(Err(StoreError::EmptyAppend));
+            continue;
+        }
+        if tip.version != request.expected_version {
+            outcomes.push(Err(StoreError::VersionConflict {
+                stream: request.stream.clone(),
+                expected: request.expected_version,
+                actual: tip.version,
+            }));
+            continue;
+        }
+        let metadata = serde_json::to_value(&request.metadata).unwrap_or(Value::Null);
+        let mut written = Vec::with_capacity(request.events.len());
+        for new in &request.events {
+            position += 1;
+            tip.version += 1;
+            let mut event = RecordedEvent {
+                position,
+                event_id: Uuid::new_v4(),
+                aggregate_type: request.stream.aggregate_type.clone(),
+                aggregate_id: request.stream.aggregate_id.clone(),
+                sequence: i64::try_from(tip.version).unwrap_or(i64::MAX),
+                event_type: new.event_type.clone(),
+                schema_version: new.schema_version,
+                payload: new.payload.clone(),
+                metadata: metadata.clone(),
+                data_subject: new.data_subject.clone(),
+                recorded_at,
+                prev_hash: tip.hash.clone(),
+                hash: String::new(),
+            };
+            event.hash = event_hash(event.prev_hash.as_deref(), &event);
+            tip.hash = Some(event.hash.clone());
+            written.push(event);
+        }
+        rows.extend(written.iter().cloned());
+        outcomes.push(Ok(Appended {
+            version: tip.version,
+            first_position: written[0].position,
+            last_position: position,
+            events: written,
+        }));
+    }
+    BatchPlan {
+        rows,
+        outcomes,
+        new_head: position,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EventMetadata, NewEvent};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn request(id: &str, expected: u64, events: usize) -> AppendRequest {
+        AppendRequest {
+            stream: StreamId::new("Movie", id),
+            expected_version: expected,
+            events: (0..events)
+                .map(|i| NewEvent {
+                    event_type: "MovieAdded".into(),
+                    schema_version: 2,
+                    payload: json!({ "n": i }),
+                    data_subject: None,
+                })
+                .collect(),
+            metadata: EventMetadata::system("test"),
+        }
+    }
+
+    #[test]
+    fn appends_to_one_stream_in_a_batch_chain_in_order() {
+        let mut tips = HashMap::new();
+        let plan = plan_batch(
+            10,
+            &mut tips,
+            &[request("a", 0, 2), request("a", 2, 1)],
+            now_micros(),
+        );
+        assert_eq!(plan.new_head, 13);
+        let sequences: Vec<_> = plan.rows.iter().map(|e| (e.position, e.sequence)).collect();
+        assert_eq!(sequences, vec![(11, 1), (12, 2), (13, 3)]);
+        assert_eq!(
+            plan.rows[2].prev_hash.as_deref(),
+            Some(plan.rows[1].hash.as_str())
+        );
+        assert!(plan.outcomes.iter().all(|o| o.is_ok()));
+    }
+
+    #[test]
+    fn a_stale_append_conflicts_without_touching_its_neighbours() {
+        let mut tips = HashMap::new();
+        tips.insert(
+            StreamId::new("Movie", "a"),
+            StreamTip {
+                version: 3,
+                hash: Some("ab".repeat(32)),
+            },
+        );
+        let plan = plan_batch(
+            5,
+            &mut tips,
+            &[request("a", 2, 1), request("b", 0, 1)],
+            now_micros(),
+        );
+        assert!(matches!(
+            plan.outcomes[0],
+            Err(StoreError::VersionConflict {
+                expected: 2,
+                actual: 3,
+                ..
+            })
+        ));
+        let appended = plan.outcomes[1].as_ref().unwrap();
+        assert_eq!((appended.first_position, appended.version), (6, 1));
+        assert_eq!(plan.new_head, 6);
+    }
+
+    proptest! {
+        /// Whatever mix of fresh and stale appends, positions stay dense from the head and every
+        /// stream's sequences stay dense from its tip.
+        #[test]
+        fn positions_and_sequences_stay_dense(
+            head in 0i64..1000,
+            appends in prop::collection::vec((0usize..4, 0u64..3, 1usize..4), 1..20),
+        ) {
+            let mut tips = HashMap::new();
+            let requests: Vec<_> = appends
+                .iter()
+                .map(|(stream, expected, count)| request(&stream.to_string(), *expected, *count))
+                .collect();
+            let plan = plan_batch(head, &mut tips, &requests, now_micros());
+            for (offset, row) in plan.rows.iter().enumerate() {
+                prop_assert_eq!(row.position, head + 1 + offset as i64);
+            }
+            let mut last: HashMap<String, i64> = HashMap::new();
+            for row in &plan.rows {
+                let previous = last.insert(row.aggregate_id.clone(), row.sequence).unwrap_or(0);
+                prop_assert_eq!(row.sequence, previous + 1);
+            }
+            prop_assert_eq!(plan.new_head, head + plan.rows.len() as i64);
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! One typed configuration, read from flags and the environment and validated before anything
+//! starts, so a bad value stops the process with a message that names it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use event_store::{redact_url, Backend, PoolSettings};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    /// SQLite under the data directory, everything in one process: needs nothing installed.
+    Embedded,
+    /// MySQL (RDS or MariaDB) and the AWS services.
+    Aws,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The settings as given; `validate` turns them into `Settings`.
+#[derive(Debug, Clone, Args)]
+pub struct RawConfig {
+    /// Deployment profile.
+    #[arg(
+        long,
+        env = "MARQUEE_PROFILE",
+        value_enum,
+        default_value = "embedded",
+        global = true
+    )]
+    pub profile: Profile,
+    /// Where the embedded profile keeps its SQLite file and posters.
+    #[arg(
+        long,
+        env = "MARQUEE_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// The event store: sqlite://PATH (embedded; default DATA_DIR/marquee.db) or mysql://… (aws, required).
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Points every AWS client at this endpoint (a local emulator in tests).
+    #[arg(long, env = "AWS_ENDPOINT_URL", global = true)]
+    pub aws_endpoint_url: Option<String>,
+    /// Log format: text, or json (the default in the aws profile).
+    #[arg(long, env = "MARQUEE_LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, in tracing's EnvFilter syntax.
+    #[arg(long, env = "MARQUEE_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Most database connections this process opens.
+    #[arg(
+        long,
+        env = "MARQUEE_DB_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// Seconds between ledger checkpoints written by `serve`; 0 turns them off.
+    #[arg(
+        long,
+        env = "MARQUEE_CHECKPOINT_INTERVAL",
+        default_value_t = 60,
+        global = true
+    )]
+    pub checkpoint_interval: u64,
+}
+
+/// Validated configuration: every field is usable as it is.
+#[derive(Clone)]
+pub struct Settings {
+    pub profile: Profile,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub aws_endpoint_url: Option<String>,
+    pub log_format: LogFormat,
+    pub log: String,
+    pub pool: PoolSettings,
+    pub checkpoint_interval: Option<Duration>,
+}
+
+impl fmt::Debug for Settings {
+    // By hand, so that a password in DATABASE_URL never reaches a log line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("profile", &self.profile)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("aws_endpoint_url", &self.aws_endpoint_url)
+            .field("log_format", &self.log_format)
+            .field("log", &self.log)
+            .field("pool", &self.pool)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error(
+        "DATABASE_URL is required in the aws profile (mysql://USER:PASSWORD@HOST:3306/DATABASE)"
+    )]
+    MissingDatabaseUrl,
+    #[error("DATABASE_URL {url:?} does not fit the {profile} profile: use {expected}")]
+    WrongDatabase {
+        url: String,
+        profile: &'static str,
+        expected: &'static str,
+    },
+    #[error("AWS_ENDPOINT_URL {0:?} must be an http:// or https:// URL")]
+    BadEndpoint(String),
+    #[error("MARQUEE_DB_MAX_CONNECTIONS must be between 1 and 1000, not {0}")]
+    BadPoolSize(u32),
+    #[error("MARQUEE_DATA_DIR {path:?} cannot be used: {reason}")]
+    BadDataDir { path: PathBuf, reason: String },
+    #[error("MARQUEE_LOG {filter:?} is not a valid log filter: {reason}")]
+    BadLogFilter { filter: String, reason: String },
+}
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        let database_url = match (self.profile, self.database_url) {
+            (Profile::Aws, None) => return Err(ConfigError::MissingDatabaseUrl),
+            (Profile::Embedded, None) => {
+                format!("sqlite://{}", self.data_dir.join("marquee.db").display())
+            }
+            (_, Some(url)) => url,
+        };
+        let (profile_name, expected_backend, expected) = match self.profile {
+            Profile::Embedded => ("embedded", Backend::Sqlite, "sqlite://PATH"),
+            Profile::Aws => (
+                "aws",
+                Backend::MySql,
+                "mysql://USER:PASSWORD@HOST:3306/DATABASE",
+            ),
+        };
+        if Backend::from_url(&database_url).ok() != Some(expected_backend) {
+            return Err(ConfigError::WrongDatabase {
+                url: redact_url(&database_url),
+                profile: profile_name,
+                expected,
+            });
+        }
+        if let Some(endpoint) = &self.aws_endpoint_url {
+            let valid = ["http://", "https://"]
+                .iter()
+                .any(|scheme| endpoint.len() > scheme.len() && endpoint.starts_with(scheme));
+            if !valid || endpoint.contains(char::is_whitespace) {
+                return Err(ConfigError::BadEndpoint(endpoint.clone()));
+            }
+        }
+        if !(1..=1000).contains(&self.db_max_connections) {
+            return Err(ConfigError::BadPoolSize(self.db_max_connections));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(ConfigError::BadLogFilter {
+                filter: self.log,
+                reason: e.to_string(),
+            });
+        }
+        if self.profile == Profile::Embedded && self.data_dir.exists() && !self.data_dir.is_dir() {
+            return Err(ConfigError::BadDataDir {
+                path: self.data_dir,
+                reason: "it exists and is not a directory".into(),
+            });
+        }
+        Ok(Settings {
+            log_format: self.log_format.unwrap_or(match self.profile {
+                Profile::Embedded => LogFormat::Text,
+                Profile::Aws => LogFormat::Json,
+            }),
+            profile: self.profile,
+            data_dir: self.data_dir,
+            database_url,
+            aws_endpoint_url: self.aws_endpoint_url,
+            log: self.log,
+            pool: PoolSettings {
+                max_connections: self.db_max_connections,
+                ..PoolSettings::default()
+            },
+            checkpoint_interval: (self.checkpoint_interval > 0)
+                .then(|| Duration::from_secs(self.checkpoint_interval)),
+        })
+    }
+}
+
+/// `--bind` for `serve`.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?} is not an address to listen on, such as 127.0.0.1:8080"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults, built by hand: parsing would read this machine's environment.
+    fn defaults() -> RawConfig {
+        RawConfig {
+            profile: Profile::Embedded,
+            data_dir: PathBuf::from("/tmp/m"),
+            database_url: None,
+            aws_endpoint_url: None,
+            log_format: None,
+            log: "info".into(),
+            db_max_connections: 16,
+            checkpoint_interval: 60,
+        }
+    }
+
+    #[test]
+    fn embedded_defaults_to_sqlite_under_the_data_dir() {
+        let settings = defaults().validate().unwrap();
+        assert_eq!(settings.database_url, "sqlite:///tmp/m/marquee.db");
+        assert_eq!(settings.log_format, LogFormat::Text);
+        assert_eq!(settings.checkpoint_interval, Some(Duration::from_secs(60)));
+        let mysql = RawConfig {
+            database_url: Some("mysql://root@db/m".into()),
+            ..defaults()
+        };
+        assert!(matches!(
+            mysql.validate(),
+            Err(ConfigError::WrongDatabase { .. })
+        ));
+    }
+
+    #[test]
+    fn aws_needs_a_mysql_url() {
+        let aws = RawConfig {
+            profile: Profile::Aws,
+            ..defaults()
+        };
+        assert_eq!(
+            aws.clone().validate().unwrap_err(),
+            ConfigError::MissingDatabaseUrl
+        );
+        let sqlite = RawConfig {
+            database_url: Some("sqlite://x.db".into()),
+            ..aws.clone()
+        };
+        assert!(matches!(
+            sqlite.validate(),
+            Err(ConfigError::WrongDatabase { .. })
+        ));
+        let mysql = RawConfig {
+            database_url: Some("mysql://app:pw@db/marquee".into()),
+            ..aws
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(mysql.log_format, LogFormat::Json);
+        assert!(!format!("{mysql:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad_endpoint = RawConfig {
+            aws_endpoint_url: Some("localhost:5000".into()),
+            ..defaults()
+        };
+        assert_eq!(
+            bad_endpoint.validate().unwrap_err().to_string(),
+            "AWS_ENDPOINT_URL \"localhost:5000\" must be an http:// or https:// URL"
+        );
+        let bad_pool = RawConfig {
+            db_max_connections: 0,
+            ..defaults()
+        };
+        assert_eq!(
+            bad_pool.validate().unwrap_err(),
+            ConfigError::BadPoolSize(0)
+        );
+        let bad_filter = RawConfig {
+            log: "info,[".into(),
+            ..defaults()
+        };
+        assert!(matches!(
+            bad_filter.validate(),
+            Err(ConfigError::BadLogFilter { .. })
+        ));
+        let no_checkpoints = RawConfig {
+            checkpoint_interval: 0,
+            ..defaults()
+        };
+        assert_eq!(no_checkpoints.validate().unwrap().checkpoint_interval, None);
+        assert!(parse_bind("localhost").is_err());
+        assert!(parse_bind("127.0.0.1:0").is_ok());
+    }
+}

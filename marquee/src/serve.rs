@@ -1,0 +1,114 @@
+//! `marquee serve`: the HTTP API and, in the background, the ledger's checkpoints.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use command_api::AppState;
+use event_store::EventStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+
+/// A started app: where it listens, its store, and the handle to stop it.
+pub struct RunningApp {
+    pub address: SocketAddr,
+    pub store: EventStore,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.server.await??;
+        Ok(())
+    }
+
+    /// Serves until the server ends or `signal` completes, then shuts down gracefully.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        signal.await;
+        info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+/// Opens the store, binds `bind` (port 0 picks a free one) and starts serving.
+pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<RunningApp> {
+    let store = crate::open_store(settings).await?;
+    let listener = TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let address = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    if let Some(interval) = settings.checkpoint_interval {
+        tokio::spawn(seal_checkpoints(store.clone(), interval, stopped.clone()));
+    }
+    let app = command_api::router(AppState {
+        store: store.clone(),
+    });
+    let mut shutdown = stopped;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.changed().await;
+            })
+            .await
+    });
+    info!(%address, profile = ?settings.profile, "marquee is serving");
+    Ok(RunningApp {
+        address,
+        store,
+        stop,
+        server,
+    })
+}
+
+/// Signs off the log at a steady pace so `verify` can prove ranges, not just chains.
+async fn seal_checkpoints(
+    store: EventStore,
+    interval: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => match store.seal_checkpoint().await {
+                Ok(Some(checkpoint)) => info!(
+                    from = checkpoint.from_position,
+                    to = checkpoint.to_position,
+                    "ledger checkpoint sealed"
+                ),
+                Ok(None) => {}
+                Err(error) => warn!(%error, "could not seal a ledger checkpoint"),
+            },
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

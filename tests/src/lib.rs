@@ -1,0 +1,215 @@
+//! Fixtures for the integration tests: fresh databases on both backends, the real app on a
+//! random port, and the real `marquee` binary.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use event_store::{Database, EventStore, PoolSettings};
+use marquee::config::{LogFormat, Profile, Settings};
+use marquee::serve::RunningApp;
+use sqlx::Executor;
+
+/// The MariaDB every machine here runs; the test command starts it when it is not running.
+pub fn mysql_server_url() -> String {
+    std::env::var("MARQUEE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    MySql,
+}
+
+/// A database of its own for one test, removed when the test ends.
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    mysql_name: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (url, mysql_name) = match backend {
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("marquee.db").display()),
+                None,
+            ),
+            Backend::MySql => {
+                let name = format!("marquee_test_{}", uuid::Uuid::new_v4().simple());
+                (format!("{}/{name}", mysql_server_url()), Some(name))
+            }
+        };
+        Self {
+            backend,
+            url,
+            mysql_name,
+            dir,
+        }
+    }
+
+    /// The settings `marquee` would run with against this database.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            profile: match self.backend {
+                Backend::Sqlite => Profile::Embedded,
+                Backend::MySql => Profile::Aws,
+            },
+            data_dir: self.dir.path().to_path_buf(),
+            database_url: self.url.clone(),
+            aws_endpoint_url: None,
+            log_format: LogFormat::Text,
+            log: "warn".into(),
+            pool: PoolSettings::default(),
+            checkpoint_interval: None,
+        }
+    }
+
+    /// A store on this database, migrated; each call opens its own pool and writer, like
+    /// another process would.
+    pub async fn store(&self) -> EventStore {
+        marquee::open_store(&self.settings())
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot open the {:?} store at {}: {e:#}",
+                    self.backend, self.url
+                )
+            })
+    }
+
+    /// Runs SQL straight against the database, past the store: for tests that tamper.
+    pub async fn execute(&self, sql: &str) {
+        let db = Database::connect(&self.url, PoolSettings::default())
+            .await
+            .expect("connect");
+        db.pool()
+            .execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        db.close().await;
+    }
+
+    /// Lifts the append-only triggers so a test can play the attacker.
+    pub async fn drop_append_only_triggers(&self) {
+        self.execute("DROP TRIGGER events_refuse_update").await;
+        self.execute("DROP TRIGGER events_refuse_delete").await;
+    }
+
+    /// Environment variables that point the `marquee` binary at this database.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let profile = match self.backend {
+            Backend::Sqlite => "embedded",
+            Backend::MySql => "aws",
+        };
+        vec![
+            ("MARQUEE_PROFILE", profile.to_string()),
+            ("DATABASE_URL", self.url.clone()),
+            ("MARQUEE_DATA_DIR", self.dir.path().display().to_string()),
+            ("MARQUEE_LOG", "warn".to_string()),
+        ]
+    }
+
+    /// Runs the real `marquee` binary against this database.
+    pub fn marquee(&self, args: &[&str]) -> Output {
+        std::process::Command::new(marquee_binary())
+            .args(args)
+            .envs(self.env())
+            .output()
+            .expect("the marquee binary runs")
+    }
+
+    /// Starts the real app on a random port.
+    pub async fn spawn_app(&self) -> TestApp {
+        let app = marquee::serve::start(&self.settings(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("the app starts");
+        TestApp {
+            base_url: format!("http://{}", app.address),
+            app,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.mysql_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, so the clean-up gets a small runtime of its own.
+        let server = mysql_server_url();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(db) =
+                    Database::connect(&format!("{server}/mysql"), PoolSettings::default()).await
+                {
+                    let _ = db
+                        .pool()
+                        .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                        .await;
+                    db.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The app under test and where to reach it.
+pub struct TestApp {
+    pub base_url: String,
+    pub app: RunningApp,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+}
+
+/// The `marquee` binary built beside this test binary (`cargo build -p marquee` first; the test
+/// command does it).
+pub fn marquee_binary() -> PathBuf {
+    let test_binary = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = test_binary
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let binary = profile_dir.join("marquee");
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo build -p marquee` before the tests (scripts/test does)",
+        binary.display()
+    );
+    binary
+}
+
+/// Declares a test body once and runs it against both backends, as `sqlite::NAME` and
+/// `mysql::NAME`; neither is ever skipped.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::TestDatabase::new($crate::Backend::Sqlite).await).await;
+                }
+            )+
+        }
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::TestDatabase::new($crate::Backend::MySql).await).await;
+                }
+            )+
+        }
+    };
+}
