@@ -89,7 +89,12 @@ impl Database {
             _ => url.to_string(),
         };
         if backend == Backend::MySql && !Any::database_exists(&url).await? {
-            Any::create_database(&url).await?;
+            // Another process may create it at the same moment; what matters is that it exists.
+            if let Err(error) = Any::create_database(&url).await {
+                if !Any::database_exists(&url).await? {
+                    return Err(error.into());
+                }
+            }
         }
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
@@ -166,8 +171,8 @@ pub fn decode_event(row: &AnyRow) -> Result<RecordedEvent> {
     let position: i64 = row.try_get(0)?;
     let corrupt = |reason: String| StoreError::Corrupt { position, reason };
     let event_id: String = row.try_get(1)?;
-    let payload: String = row.try_get(7)?;
-    let metadata: String = row.try_get(8)?;
+    let payload = long_text(row, 7, position)?;
+    let metadata = long_text(row, 8, position)?;
     let recorded_at: String = row.try_get(10)?;
     let schema_version: i64 = row.try_get(6)?;
     Ok(RecordedEvent {
@@ -187,6 +192,20 @@ pub fn decode_event(row: &AnyRow) -> Result<RecordedEvent> {
         prev_hash: row.try_get(11)?,
         hash: row.try_get(12)?,
     })
+}
+
+/// MySQL sends LONGTEXT as a BLOB type with a text character set, which sqlx's `Any` driver
+/// reports as bytes; SQLite sends it as text.
+fn long_text(row: &AnyRow, index: usize, position: i64) -> Result<String> {
+    match row.try_get::<String, _>(index) {
+        Ok(text) => Ok(text),
+        Err(_) => {
+            String::from_utf8(row.try_get::<Vec<u8>, _>(index)?).map_err(|e| StoreError::Corrupt {
+                position,
+                reason: format!("column {index} is not UTF-8: {e}"),
+            })
+        }
+    }
 }
 
 #[cfg(test)]

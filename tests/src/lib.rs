@@ -80,6 +80,15 @@ impl TestDatabase {
             })
     }
 
+    /// `count` stores on this database, each with its own pool and writer.
+    pub async fn stores(&self, count: usize) -> Vec<EventStore> {
+        let mut stores = Vec::with_capacity(count);
+        for _ in 0..count {
+            stores.push(self.store().await);
+        }
+        stores
+    }
+
     /// Runs SQL straight against the database, past the store: for tests that tamper.
     pub async fn execute(&self, sql: &str) {
         let db = Database::connect(&self.url, PoolSettings::default())
@@ -212,4 +221,99 @@ macro_rules! on_both_backends {
             )+
         }
     };
+}
+
+/// Domain events and commands for tests, built the way the API builds them.
+pub mod fixtures {
+    use chrono::{Datelike, Utc};
+    use domain::{
+        Description, Director, Genres, MovieAdded, MovieChanges, MovieCommand, MovieDetailsUpdated,
+        MovieEvent, MovieId, Title, UserId, Username, Year,
+    };
+    use event_store::{encode_event, AppendRequest, EventMetadata, NewEvent, StreamId};
+
+    pub fn new_movie_id() -> MovieId {
+        MovieId::from(uuid::Uuid::new_v4())
+    }
+
+    pub fn some_user() -> UserId {
+        UserId::for_username(&Username::parse("tester").unwrap())
+    }
+
+    pub fn add_movie(id: MovieId, title: &str) -> MovieCommand {
+        MovieCommand::Add {
+            id,
+            title: Title::parse(title).unwrap(),
+            year: Year::parse(1999, Utc::now().year()).unwrap(),
+            director: Director::parse("Lana Wachowski").unwrap(),
+            genres: Genres::parse(["Science Fiction", "Action"]).unwrap(),
+            description: Description::parse("A hacker learns the truth.").unwrap(),
+            added_by: some_user(),
+            at: Utc::now(),
+        }
+    }
+
+    pub fn movie_added(id: MovieId, title: &str) -> NewEvent {
+        let MovieCommand::Add {
+            id,
+            title,
+            year,
+            director,
+            genres,
+            description,
+            added_by,
+            at,
+        } = add_movie(id, title)
+        else {
+            unreachable!("add_movie builds an Add")
+        };
+        encode(MovieEvent::MovieAdded(MovieAdded {
+            movie_id: id,
+            title,
+            year,
+            director,
+            genres,
+            description,
+            added_by,
+            at,
+        }))
+    }
+
+    pub fn movie_retitled(title: &str) -> NewEvent {
+        encode(MovieEvent::MovieDetailsUpdated(MovieDetailsUpdated {
+            changes: MovieChanges {
+                title: Some(Title::parse(title).unwrap()),
+                ..MovieChanges::default()
+            },
+            by: some_user(),
+            at: Utc::now(),
+        }))
+    }
+
+    fn encode(event: MovieEvent) -> NewEvent {
+        encode_event(&event, None).expect("domain events encode")
+    }
+
+    pub fn movie_stream(id: MovieId) -> StreamId {
+        StreamId::new("Movie", id.to_string())
+    }
+
+    pub fn append(
+        stream: &StreamId,
+        expected_version: u64,
+        events: Vec<NewEvent>,
+    ) -> AppendRequest {
+        AppendRequest {
+            stream: stream.clone(),
+            expected_version,
+            events,
+            metadata: EventMetadata {
+                correlation_id: uuid::Uuid::new_v4().to_string(),
+                causation_id: None,
+                actor: Some("tester".into()),
+                client_ip: Some("127.0.0.1".into()),
+                user_agent: Some("marquee-tests".into()),
+            },
+        }
+    }
 }
