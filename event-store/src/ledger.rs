@@ -66,6 +66,7 @@ impl EventStore {
         let mut problems = Vec::new();
         let mut streams: HashMap<StreamId, StreamState> = HashMap::new();
         let mut pending_checkpoints = checkpoints.iter().peekable();
+        let mut broken_checkpoints = Vec::new();
         let mut running: Option<String> = None;
         let mut range_start = 1;
         let mut expected_position = 1;
@@ -98,11 +99,13 @@ impl EventStore {
                         ),
                     });
                 }
-                let chain_hash = previous.map(|s| s.hash.as_str());
-                if let Some(previous) = previous {
-                    if event.prev_hash.as_deref() != Some(previous.hash.as_str()) {
-                        // The link was written with the genuine hash of the event before, so
-                        // that event is the one that changed.
+                match previous {
+                    // The link was written with the genuine hash of the event before, so when
+                    // they disagree it is that event that changed.
+                    Some(previous)
+                        if event.sequence == previous.sequence + 1
+                            && event.prev_hash.as_deref() != Some(previous.hash.as_str()) =>
+                    {
                         problems.push(Problem {
                             position: previous.position,
                             kind: ProblemKind::ChainBroken,
@@ -113,14 +116,15 @@ impl EventStore {
                             ),
                         });
                     }
-                } else if event.prev_hash.is_some() {
-                    problems.push(Problem {
+                    None if event.prev_hash.is_some() => problems.push(Problem {
                         position: event.position,
                         kind: ProblemKind::SequenceBroken,
                         detail: format!("the first event of {stream} links to an earlier one"),
-                    });
+                    }),
+                    _ => {}
                 }
-                if event_hash(chain_hash, &event) != event.hash {
+                // The stored link is part of what the hash covers, so a rewritten link shows here.
+                if event_hash(event.prev_hash.as_deref(), &event) != event.hash {
                     problems.push(Problem {
                         position: event.position,
                         kind: ProblemKind::HashMismatch,
@@ -135,7 +139,7 @@ impl EventStore {
                         || running.as_deref() != Some(checkpoint.running_hash.as_str())
                         || checkpoint.to_position != event.position
                     {
-                        problems.push(checkpoint_mismatch(checkpoint));
+                        broken_checkpoints.push(checkpoint);
                     }
                     range_start = checkpoint.to_position + 1;
                 }
@@ -166,9 +170,12 @@ impl EventStore {
                 detail: format!("events up to {last_seen} are stored beyond the head {head}"),
             });
         }
-        for checkpoint in pending_checkpoints {
-            problems.push(checkpoint_mismatch(checkpoint));
-        }
+        broken_checkpoints.extend(pending_checkpoints);
+        let located: Vec<Problem> = broken_checkpoints
+            .into_iter()
+            .map(|checkpoint| checkpoint_mismatch(checkpoint, &problems))
+            .collect();
+        problems.extend(located);
         problems.sort_by_key(|p| p.position);
         Ok(LedgerReport {
             intact: problems.is_empty(),
@@ -267,9 +274,18 @@ fn missing_range(from: i64, to: i64) -> String {
     }
 }
 
-fn checkpoint_mismatch(checkpoint: &Checkpoint) -> Problem {
+/// A checkpoint can only say that its range changed; when the chains already pinned a break
+/// inside that range, the checkpoint's problem is placed there too.
+fn checkpoint_mismatch(checkpoint: &Checkpoint, found: &[Problem]) -> Problem {
+    let range = checkpoint.from_position..=checkpoint.to_position;
+    let position = found
+        .iter()
+        .map(|p| p.position)
+        .filter(|p| range.contains(p))
+        .min()
+        .unwrap_or(checkpoint.from_position);
     Problem {
-        position: checkpoint.from_position,
+        position,
         kind: ProblemKind::CheckpointMismatch,
         detail: format!(
             "checkpoint {}..={} sealed at {} no longer matches the events in its range",
