@@ -32,7 +32,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         .store
         .checkpoints()
         .await
-        .map_err(ApiError::Internal)?
+        .map_err(ApiError::from)?
         .last()
         .map_or(0, |c| c.to_position);
     let body = format!(

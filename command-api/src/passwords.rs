@@ -21,11 +21,23 @@ impl Argon2Passwords {
 
 impl PasswordVerifier for Argon2Passwords {
     fn verify(&self, password: &str, password_hash: &str) -> bool {
-        PasswordHash::new(password_hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        let check = || {
+            PasswordHash::new(password_hash).is_ok_and(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+        };
+        // The aggregate calls this inside async code; argon2 takes tens of milliseconds, so
+        // tell a multi-threaded runtime to move other tasks off this thread meanwhile.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(check)
+            }
+            _ => check(),
+        }
     }
 }
 

@@ -71,6 +71,25 @@ pub struct RawConfig {
         global = true
     )]
     pub checkpoint_interval: u64,
+    /// The origin browsers use to reach the site (CSRF check, passkeys); default http://BIND.
+    #[arg(long, env = "MARQUEE_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Take client addresses from X-Forwarded-For (only behind a load balancer that sets it).
+    #[arg(
+        long,
+        env = "MARQUEE_TRUST_FORWARDED_FOR",
+        default_value_t = false,
+        global = true
+    )]
+    pub trust_forwarded_for: bool,
+    /// Sign-in attempts allowed per client address per minute.
+    #[arg(
+        long,
+        env = "MARQUEE_SIGN_IN_RATE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub sign_in_rate: u32,
 }
 
 /// Validated configuration: every field is usable as it is.
@@ -84,6 +103,26 @@ pub struct Settings {
     pub log: String,
     pub pool: PoolSettings,
     pub checkpoint_interval: Option<Duration>,
+    /// `None` means "http:// and whatever address serve binds".
+    pub public_url: Option<String>,
+    pub trust_forwarded_for: bool,
+    pub sign_in_rate: u32,
+}
+
+impl Settings {
+    /// The command API's settings once `serve` knows the address it listens on.
+    pub fn api_config(&self, bound: SocketAddr) -> command_api::ApiConfig {
+        command_api::ApiConfig {
+            public_origin: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{bound}")),
+            trust_forwarded_for: self.trust_forwarded_for,
+            sign_in_attempts_per_minute: self.sign_in_rate,
+            max_json_bytes: 64 * 1024,
+            max_upload_bytes: 5 * 1024 * 1024,
+        }
+    }
 }
 
 impl fmt::Debug for Settings {
@@ -98,6 +137,9 @@ impl fmt::Debug for Settings {
             .field("log", &self.log)
             .field("pool", &self.pool)
             .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("public_url", &self.public_url)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("sign_in_rate", &self.sign_in_rate)
             .finish()
     }
 }
@@ -120,6 +162,10 @@ pub enum ConfigError {
     BadPoolSize(u32),
     #[error("MARQUEE_DATA_DIR {path:?} cannot be used: {reason}")]
     BadDataDir { path: PathBuf, reason: String },
+    #[error("MARQUEE_PUBLIC_URL {0:?} must be an origin such as https://marquee.example.com (scheme, host and port only)")]
+    BadPublicUrl(String),
+    #[error("MARQUEE_SIGN_IN_RATE must be between 1 and 10000 attempts per minute, not {0}")]
+    BadSignInRate(u32),
     #[error("MARQUEE_LOG {filter:?} is not a valid log filter: {reason}")]
     BadLogFilter { filter: String, reason: String },
 }
@@ -156,6 +202,14 @@ impl RawConfig {
                 return Err(ConfigError::BadEndpoint(endpoint.clone()));
             }
         }
+        if let Some(url) = &self.public_url {
+            if !is_origin(url) {
+                return Err(ConfigError::BadPublicUrl(url.to_string()));
+            }
+        }
+        if !(1..=10_000).contains(&self.sign_in_rate) {
+            return Err(ConfigError::BadSignInRate(self.sign_in_rate));
+        }
         if !(1..=1000).contains(&self.db_max_connections) {
             return Err(ConfigError::BadPoolSize(self.db_max_connections));
         }
@@ -187,8 +241,22 @@ impl RawConfig {
             },
             checkpoint_interval: (self.checkpoint_interval > 0)
                 .then(|| Duration::from_secs(self.checkpoint_interval)),
+            public_url: self.public_url,
+            trust_forwarded_for: self.trust_forwarded_for,
+            sign_in_rate: self.sign_in_rate,
         })
     }
+}
+
+/// `scheme://host[:port]`, exactly as a browser sends it in the Origin header.
+fn is_origin(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@'])
+        && !rest.contains(char::is_whitespace)
 }
 
 /// `--bind` for `serve`.
@@ -212,6 +280,9 @@ mod tests {
             log: "info".into(),
             db_max_connections: 16,
             checkpoint_interval: 60,
+            public_url: None,
+            trust_forwarded_for: false,
+            sign_in_rate: 10,
         }
     }
 
@@ -290,6 +361,23 @@ mod tests {
             ..defaults()
         };
         assert_eq!(no_checkpoints.validate().unwrap().checkpoint_interval, None);
+        for url in ["https://marquee.example.com", "http://127.0.0.1:8080"] {
+            let good = RawConfig {
+                public_url: Some(url.into()),
+                ..defaults()
+            };
+            assert!(good.validate().is_ok(), "{url}");
+        }
+        for url in ["marquee.example.com", "https://x.com/app", "ftp://x.com"] {
+            let bad = RawConfig {
+                public_url: Some(url.into()),
+                ..defaults()
+            };
+            assert_eq!(
+                bad.validate().unwrap_err(),
+                ConfigError::BadPublicUrl(url.into())
+            );
+        }
         assert!(parse_bind("localhost").is_err());
         assert!(parse_bind("127.0.0.1:0").is_ok());
     }

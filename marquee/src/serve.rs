@@ -50,9 +50,8 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
     if let Some(interval) = settings.checkpoint_interval {
         tokio::spawn(seal_checkpoints(store.clone(), interval, stopped.clone()));
     }
-    let app = command_api::router(AppState {
-        store: store.clone(),
-    });
+    let state = AppState::new(store.clone(), settings.api_config(address))?;
+    let app = command_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut shutdown = stopped;
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

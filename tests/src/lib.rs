@@ -64,6 +64,9 @@ impl TestDatabase {
             log: "warn".into(),
             pool: PoolSettings::default(),
             checkpoint_interval: None,
+            public_url: None,
+            trust_forwarded_for: false,
+            sign_in_rate: 1000,
         }
     }
 
