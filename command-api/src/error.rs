@@ -14,7 +14,7 @@ use serde_json::json;
 pub enum ApiError {
     #[error("{0}")]
     MalformedJson(String),
-    #[error("{0}")]
+    #[error("{1}")]
     BadRequest(&'static str, String),
     #[error("{0}")]
     Invalid(#[from] ValidationError),
@@ -43,12 +43,15 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("{0}")]
+    #[error("{1}")]
     Unprocessable(&'static str, String),
     #[error("too many attempts; try again in {} seconds", .0.as_secs().max(1))]
     RateLimited(Duration),
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] StoreError),
+    /// A service Marquee depends on (SNS, S3) did not answer.
+    #[error("a backing service is unavailable")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::DatabaseUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
             }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -130,7 +130,7 @@ async fn replay(
             "the first request with this Idempotency-Key is still running".into(),
         ));
     }
-    let body: Option<String> = row.try_get(2)?;
+    let body = event_store::text_column(&row, 2)?;
     let status = u16::try_from(status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())

@@ -7,8 +7,11 @@ mod extract;
 mod health;
 mod idempotency;
 mod movies;
+mod passkeys;
 mod passwords;
+mod posters;
 mod rate_limit;
+mod subscriptions;
 mod users;
 
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, patch, post};
+use axum::routing::{get, patch, post, put};
 use axum::Router;
 use domain::{PasswordVerifier, UserServices};
 use event_store::EventStore;
@@ -26,13 +29,15 @@ use tower_http::trace::TraceLayer;
 pub use auth::{Session, Sessions, SESSION_COOKIE};
 pub use error::ApiError;
 pub use passwords::Argon2Passwords;
+pub use posters::{DiskPosters, ImageKind, NoRegion, PosterStorage, S3Posters};
 pub use rate_limit::RateLimiter;
+pub use subscriptions::{SnsSubscriptions, SubscriptionDirectory, TableSubscriptions};
 
 /// Settings the API needs, validated by the binary's configuration.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The site's origin as browsers send it (`https://marquee.example.com`): the CSRF check
-    /// and, later, the passkey relying party.
+    /// and the passkey relying party (its host is the relying-party id).
     pub public_origin: String,
     /// Take the client address from X-Forwarded-For (only behind a load balancer that sets it).
     pub trust_forwarded_for: bool,
@@ -55,20 +60,32 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub user_services: UserServices,
     pub sign_in_limiter: Arc<RateLimiter>,
+    pub posters: Arc<dyn PosterStorage>,
+    pub subscriptions: Arc<dyn SubscriptionDirectory>,
+    /// The passkey relying party, from `config.public_origin`.
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// Checked against when the user does not exist, so that costs what a wrong password costs.
     decoy_password_hash: Arc<String>,
 }
 
 impl AppState {
-    pub fn new(store: EventStore, config: ApiConfig) -> Result<Self, ApiError> {
+    pub fn new(
+        store: EventStore,
+        config: ApiConfig,
+        posters: Arc<dyn PosterStorage>,
+        subscriptions: Arc<dyn SubscriptionDirectory>,
+    ) -> Result<Self, ApiError> {
         let decoy = Argon2Passwords
             .hash(&uuid::Uuid::new_v4().to_string())
             .map_err(ApiError::internal)?;
         Ok(Self {
             sessions: Sessions::new(store.database().pool().clone()),
             sign_in_limiter: Arc::new(RateLimiter::per_minute(config.sign_in_attempts_per_minute)),
+            webauthn: Arc::new(passkeys::relying_party(&config.public_origin)?),
             config: Arc::new(config),
             user_services: users::user_services(),
+            posters,
+            subscriptions,
             decoy_password_hash: Arc::new(decoy),
             store,
         })
@@ -90,23 +107,54 @@ pub fn router(state: AppState) -> Router {
     let commands = Router::new()
         .route("/api/users", post(users::register))
         .route("/api/users/{username}/roles", post(users::grant_role))
+        .route(
+            "/api/admin/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/api/admin/subscriptions/{id}",
+            axum::routing::delete(subscriptions::delete),
+        )
         .route("/api/movies", post(movies::add))
         .route(
             "/api/movies/{id}",
             patch(movies::edit).delete(movies::remove),
+        )
+        .route(
+            "/api/movies/{id}/poster",
+            // Images are bigger than JSON bodies; the handler answers 413 itself past the limit.
+            put(posters::upload).layer(DefaultBodyLimit::max(state.config.max_upload_bytes)),
         )
         .route_layer(from_fn_with_state(state.clone(), idempotency::idempotent));
     let sessions = Router::new().route(
         "/api/sessions",
         post(users::sign_in).delete(users::sign_out),
     );
-    Router::new()
+    let passkey_routes = Router::new()
+        .route(
+            "/api/passkeys/registration/options",
+            post(passkeys::registration_options),
+        )
+        .route("/api/passkeys/registration", post(passkeys::register))
+        .route(
+            "/api/passkeys/authentication/options",
+            post(passkeys::authentication_options),
+        )
+        .route("/api/passkeys/authentication", post(passkeys::sign_in));
+    let mut app = Router::new()
         .merge(commands)
         .merge(sessions)
+        .merge(passkey_routes)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_string()) })
+        .route("/metrics", get(health::metrics));
+    if state.posters.local_dir().is_some() {
+        app = app.route(
+            &format!("{}/{{*key}}", posters::DISK_ROUTE),
+            get(posters::serve),
+        );
+    }
+    app.fallback(|uri: axum::http::Uri| async move { ApiError::NotFound(uri.path().to_string()) })
         .layer(DefaultBodyLimit::max(state.config.max_json_bytes))
         .with_state(state)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -194,18 +194,28 @@ pub fn decode_event(row: &AnyRow) -> Result<RecordedEvent> {
     })
 }
 
-/// MySQL sends LONGTEXT as a BLOB type with a text character set, which sqlx's `Any` driver
-/// reports as bytes; SQLite sends it as text.
-fn long_text(row: &AnyRow, index: usize, position: i64) -> Result<String> {
-    match row.try_get::<String, _>(index) {
+/// Reads a TEXT column. MySQL sends TEXT types as BLOB types with a text character set, which
+/// sqlx's `Any` driver reports as bytes; SQLite sends text.
+pub fn text_column(row: &AnyRow, index: usize) -> std::result::Result<Option<String>, sqlx::Error> {
+    match row.try_get::<Option<String>, _>(index) {
         Ok(text) => Ok(text),
-        Err(_) => {
-            String::from_utf8(row.try_get::<Vec<u8>, _>(index)?).map_err(|e| StoreError::Corrupt {
-                position,
-                reason: format!("column {index} is not UTF-8: {e}"),
+        Err(_) => row
+            .try_get::<Option<Vec<u8>>, _>(index)?
+            .map(|bytes| {
+                String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+                    index: index.to_string(),
+                    source: Box::new(e),
+                })
             })
-        }
+            .transpose(),
     }
+}
+
+fn long_text(row: &AnyRow, index: usize, position: i64) -> Result<String> {
+    text_column(row, index)?.ok_or_else(|| StoreError::Corrupt {
+        position,
+        reason: format!("column {index} is NULL"),
+    })
 }
 
 #[cfg(test)]

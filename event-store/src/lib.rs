@@ -11,7 +11,7 @@ mod ledger;
 mod model;
 mod store;
 
-pub use db::{redact_url, Backend, Database, PoolSettings};
+pub use db::{redact_url, text_column, Backend, Database, PoolSettings};
 pub use error::{Result, StoreError};
 pub use execute::{decode_event, encode_event, CommandContext, ExecuteError, Executed};
 pub use export::ExportFormat;

@@ -90,6 +90,30 @@ pub struct RawConfig {
         global = true
     )]
     pub sign_in_rate: u32,
+    /// The S3 bucket posters are stored in (aws profile, required there).
+    #[arg(long, env = "MARQUEE_POSTER_BUCKET", global = true)]
+    pub poster_bucket: Option<String>,
+    /// Where browsers load posters from, such as a CDN in front of the bucket
+    /// (https://d1234.cloudfront.net/posters); default: the bucket, or this app in embedded.
+    #[arg(long, env = "MARQUEE_POSTER_BASE_URL", global = true)]
+    pub poster_base_url: Option<String>,
+    /// Name prefix of the SNS topics (PREFIXalerts, PREFIXmovies, PREFIXlogins) in the aws profile.
+    #[arg(
+        long,
+        env = "MARQUEE_SNS_TOPIC_PREFIX",
+        default_value = "marquee-",
+        global = true
+    )]
+    pub sns_topic_prefix: String,
+}
+
+/// Where poster images are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PosterStore {
+    /// Files under this directory, served by the app (embedded).
+    Disk(PathBuf),
+    /// An S3 bucket (aws).
+    S3 { bucket: String },
 }
 
 /// Validated configuration: every field is usable as it is.
@@ -107,6 +131,10 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub trust_forwarded_for: bool,
     pub sign_in_rate: u32,
+    pub posters: PosterStore,
+    /// Without a trailing slash; `None` means the store's own address.
+    pub poster_base_url: Option<String>,
+    pub sns_topic_prefix: String,
 }
 
 impl Settings {
@@ -140,6 +168,8 @@ impl fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("sign_in_rate", &self.sign_in_rate)
+            .field("posters", &self.posters)
+            .field("poster_base_url", &self.poster_base_url)
             .finish()
     }
 }
@@ -164,10 +194,25 @@ pub enum ConfigError {
     BadDataDir { path: PathBuf, reason: String },
     #[error("MARQUEE_PUBLIC_URL {0:?} must be an origin such as https://marquee.example.com (scheme, host and port only)")]
     BadPublicUrl(String),
+    #[error("MARQUEE_SNS_TOPIC_PREFIX {0:?} may hold only letters, digits, '-' and '_' (SNS topic names)")]
+    BadTopicPrefix(String),
     #[error("MARQUEE_SIGN_IN_RATE must be between 1 and 10000 attempts per minute, not {0}")]
     BadSignInRate(u32),
     #[error("MARQUEE_LOG {filter:?} is not a valid log filter: {reason}")]
     BadLogFilter { filter: String, reason: String },
+    #[error(
+        "MARQUEE_POSTER_BUCKET is required in the aws profile: the S3 bucket posters are stored in"
+    )]
+    MissingPosterBucket,
+    #[error("MARQUEE_POSTER_BUCKET {bucket:?} is not a valid S3 bucket name: {reason}")]
+    BadPosterBucket {
+        bucket: String,
+        reason: &'static str,
+    },
+    #[error("MARQUEE_POSTER_BUCKET is used only in the aws profile; the embedded profile keeps posters under MARQUEE_DATA_DIR/posters")]
+    PosterBucketOutsideAws,
+    #[error("MARQUEE_POSTER_BASE_URL {0:?} must be an http:// or https:// URL without query or fragment, such as https://d1234.cloudfront.net/posters")]
+    BadPosterBaseUrl(String),
 }
 
 impl RawConfig {
@@ -207,6 +252,11 @@ impl RawConfig {
                 return Err(ConfigError::BadPublicUrl(url.to_string()));
             }
         }
+        let topic_name_safe = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if self.sns_topic_prefix.len() > 200 || !self.sns_topic_prefix.chars().all(topic_name_safe)
+        {
+            return Err(ConfigError::BadTopicPrefix(self.sns_topic_prefix));
+        }
         if !(1..=10_000).contains(&self.sign_in_rate) {
             return Err(ConfigError::BadSignInRate(self.sign_in_rate));
         }
@@ -219,6 +269,21 @@ impl RawConfig {
                 reason: e.to_string(),
             });
         }
+        let posters = match (self.profile, self.poster_bucket) {
+            (Profile::Aws, None) => return Err(ConfigError::MissingPosterBucket),
+            (Profile::Aws, Some(bucket)) => {
+                if let Err(reason) = check_bucket_name(&bucket) {
+                    return Err(ConfigError::BadPosterBucket { bucket, reason });
+                }
+                PosterStore::S3 { bucket }
+            }
+            (Profile::Embedded, Some(_)) => return Err(ConfigError::PosterBucketOutsideAws),
+            (Profile::Embedded, None) => PosterStore::Disk(self.data_dir.join("posters")),
+        };
+        let poster_base_url = match self.poster_base_url {
+            Some(url) if !is_base_url(&url) => return Err(ConfigError::BadPosterBaseUrl(url)),
+            url => url.map(|url| url.trim_end_matches('/').to_string()),
+        };
         if self.profile == Profile::Embedded && self.data_dir.exists() && !self.data_dir.is_dir() {
             return Err(ConfigError::BadDataDir {
                 path: self.data_dir,
@@ -244,6 +309,9 @@ impl RawConfig {
             public_url: self.public_url,
             trust_forwarded_for: self.trust_forwarded_for,
             sign_in_rate: self.sign_in_rate,
+            posters,
+            poster_base_url,
+            sns_topic_prefix: self.sns_topic_prefix,
         })
     }
 }
@@ -257,6 +325,53 @@ fn is_origin(url: &str) -> bool {
         && !rest.is_empty()
         && !rest.contains(['/', '?', '#', '@'])
         && !rest.contains(char::is_whitespace)
+}
+
+/// `http(s)://host[:port][/path]`: a prefix that keys are appended to.
+fn is_base_url(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let host = rest.split('/').next().unwrap_or_default();
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && !host.contains('@')
+        && !rest.contains(['?', '#'])
+        && !rest.contains(char::is_whitespace)
+}
+
+/// The rules S3 sets for general-purpose bucket names, so a typo fails at start-up rather than
+/// at the first upload.
+fn check_bucket_name(name: &str) -> Result<(), &'static str> {
+    if !(3..=63).contains(&name.len()) {
+        return Err("it must be 3 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return Err("only lowercase letters, digits, dots and hyphens are allowed");
+    }
+    let alphanumeric = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if !alphanumeric(name.as_bytes()[0]) || !alphanumeric(name.as_bytes()[name.len() - 1]) {
+        return Err("it must begin and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return Err("it must not contain two dots in a row");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("it must not look like an IP address");
+    }
+    if ["xn--", "sthree-", "amzn-s3-demo-"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
+    {
+        return Err("it uses a prefix or suffix S3 reserves");
+    }
+    Ok(())
 }
 
 /// `--bind` for `serve`.
@@ -283,6 +398,9 @@ mod tests {
             public_url: None,
             trust_forwarded_for: false,
             sign_in_rate: 10,
+            poster_bucket: None,
+            poster_base_url: None,
+            sns_topic_prefix: "marquee-".into(),
         }
     }
 
@@ -306,6 +424,7 @@ mod tests {
     fn aws_needs_a_mysql_url() {
         let aws = RawConfig {
             profile: Profile::Aws,
+            poster_bucket: Some("marquee-posters".into()),
             ..defaults()
         };
         assert_eq!(
@@ -328,6 +447,102 @@ mod tests {
         .unwrap();
         assert_eq!(mysql.log_format, LogFormat::Json);
         assert!(!format!("{mysql:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn posters_go_to_disk_in_embedded_and_to_a_named_bucket_in_aws() {
+        assert_eq!(
+            defaults().validate().unwrap().posters,
+            PosterStore::Disk(PathBuf::from("/tmp/m/posters"))
+        );
+        let in_embedded = RawConfig {
+            poster_bucket: Some("marquee-posters".into()),
+            ..defaults()
+        };
+        assert_eq!(
+            in_embedded.validate().unwrap_err(),
+            ConfigError::PosterBucketOutsideAws
+        );
+        let aws = RawConfig {
+            profile: Profile::Aws,
+            database_url: Some("mysql://root@db/marquee".into()),
+            ..defaults()
+        };
+        let missing = aws.clone().validate().unwrap_err();
+        assert_eq!(missing, ConfigError::MissingPosterBucket);
+        assert!(missing
+            .to_string()
+            .contains("MARQUEE_POSTER_BUCKET is required"));
+        for good in ["marquee-posters", "abc", "posters.example.com", "a1-b2"] {
+            let settings = RawConfig {
+                poster_bucket: Some(good.into()),
+                ..aws.clone()
+            }
+            .validate()
+            .unwrap();
+            assert_eq!(
+                settings.posters,
+                PosterStore::S3 {
+                    bucket: good.into()
+                }
+            );
+        }
+        for bad in [
+            "ab",
+            "Marquee",
+            "under_score",
+            "-posters",
+            "posters.",
+            "a..b",
+            "192.168.1.1",
+            "xn--posters",
+            "posters-s3alias",
+            &"a".repeat(64),
+        ] {
+            let error = RawConfig {
+                poster_bucket: Some(bad.into()),
+                ..aws.clone()
+            }
+            .validate()
+            .unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::BadPosterBucket { bucket, .. } if bucket == bad),
+                "{bad}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_poster_base_url_is_a_url_prefix() {
+        let with = |url: &str| {
+            RawConfig {
+                poster_base_url: Some(url.into()),
+                ..defaults()
+            }
+            .validate()
+        };
+        assert_eq!(
+            with("https://d1234.cloudfront.net/posters/")
+                .unwrap()
+                .poster_base_url
+                .as_deref(),
+            Some("https://d1234.cloudfront.net/posters")
+        );
+        assert!(with("http://127.0.0.1:9000").is_ok());
+        for bad in [
+            "d1234.cloudfront.net",
+            "ftp://cdn.example.com",
+            "https://",
+            "https://cdn.example.com/p?x=1",
+            "https://user@cdn.example.com",
+            "https://cdn.example.com/a b",
+        ] {
+            assert_eq!(
+                with(bad).unwrap_err(),
+                ConfigError::BadPosterBaseUrl(bad.into())
+            );
+        }
+        assert_eq!(defaults().validate().unwrap().poster_base_url, None);
     }
 
     #[test]
@@ -378,6 +593,14 @@ mod tests {
                 ConfigError::BadPublicUrl(url.into())
             );
         }
+        let bad_prefix = RawConfig {
+            sns_topic_prefix: "marquee alerts".into(),
+            ..defaults()
+        };
+        assert!(matches!(
+            bad_prefix.validate(),
+            Err(ConfigError::BadTopicPrefix(_))
+        ));
         assert!(parse_bind("localhost").is_err());
         assert!(parse_bind("127.0.0.1:0").is_ok());
     }

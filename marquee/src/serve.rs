@@ -1,16 +1,21 @@
 //! `marquee serve`: the HTTP API and, in the background, the ledger's checkpoints.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use command_api::AppState;
+use aws_config::BehaviorVersion;
+use command_api::{
+    AppState, DiskPosters, PosterStorage, S3Posters, SnsSubscriptions, SubscriptionDirectory,
+    TableSubscriptions,
+};
 use event_store::EventStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::Settings;
+use crate::config::{PosterStore, Settings};
 
 /// A started app: where it listens, its store, and the handle to stop it.
 pub struct RunningApp {
@@ -50,7 +55,9 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
     if let Some(interval) = settings.checkpoint_interval {
         tokio::spawn(seal_checkpoints(store.clone(), interval, stopped.clone()));
     }
-    let state = AppState::new(store.clone(), settings.api_config(address))?;
+    let api_config = settings.api_config(address);
+    let (posters, subscriptions) = adapters(settings, &store, &api_config.public_origin).await?;
+    let state = AppState::new(store.clone(), api_config, posters, subscriptions)?;
     let app = command_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut shutdown = stopped;
     let server = tokio::spawn(async move {
@@ -66,6 +73,35 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
         store,
         stop,
         server,
+    })
+}
+
+/// The adapters the profile calls for: the one place that chooses between local and AWS.
+async fn adapters(
+    settings: &Settings,
+    store: &EventStore,
+    public_origin: &str,
+) -> anyhow::Result<(Arc<dyn PosterStorage>, Arc<dyn SubscriptionDirectory>)> {
+    let base_url = settings.poster_base_url.clone();
+    Ok(match &settings.posters {
+        PosterStore::Disk(dir) => (
+            Arc::new(DiskPosters::new(dir.clone(), base_url, public_origin)),
+            Arc::new(TableSubscriptions::new(store.database().pool().clone())),
+        ),
+        PosterStore::S3 { bucket } => {
+            let mut aws = aws_config::defaults(BehaviorVersion::latest());
+            if let Some(endpoint) = &settings.aws_endpoint_url {
+                aws = aws.endpoint_url(endpoint);
+            }
+            let aws = aws.load().await;
+            let subscriptions = SnsSubscriptions::connect(&aws, &settings.sns_topic_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach the SNS topics: {e}"))?;
+            (
+                Arc::new(S3Posters::new(&aws, bucket.clone(), base_url)?),
+                Arc::new(subscriptions),
+            )
+        }
     })
 }
 

@@ -15,7 +15,7 @@ CREATE TABLE idempotency_keys (
     caller        VARCHAR(64)  NOT NULL,
     idem_key      VARCHAR(128) NOT NULL,
     request_hash  CHAR(64)     NOT NULL,
-    status        INT          NOT NULL,
+    status        BIGINT       NOT NULL,
     response_body LONGTEXT     NULL,
     created_at    VARCHAR(32)  NOT NULL,
     PRIMARY KEY (caller, idem_key)

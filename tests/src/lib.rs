@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::Output;
 
 use event_store::{Database, EventStore, PoolSettings};
-use marquee::config::{LogFormat, Profile, Settings};
+use marquee::config::{LogFormat, PosterStore, Profile, Settings};
 use marquee::serve::RunningApp;
 use sqlx::Executor;
 
@@ -13,6 +13,35 @@ use sqlx::Executor;
 pub fn mysql_server_url() -> String {
     std::env::var("MARQUEE_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
+}
+
+/// The S3 emulator (moto) the test command starts and names in `AWS_ENDPOINT_URL`; tests that
+/// store posters in S3 fail here, never skip, when it is not there.
+pub fn moto_endpoint() -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        panic!("AWS_ENDPOINT_URL is not set: run scripts/test, which starts moto and sets it")
+    });
+    let address = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    std::net::TcpStream::connect(&address).unwrap_or_else(|e| {
+        panic!("moto does not answer at {endpoint} ({e}): run scripts/test, which starts it")
+    });
+    endpoint
+}
+
+/// An S3 client for moto, as a test inspects what the app stored.
+pub async fn s3_client() -> aws_sdk_s3::Client {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .load()
+        .await;
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,18 +56,21 @@ pub struct TestDatabase {
     pub url: String,
     mysql_name: Option<String>,
     dir: tempfile::TempDir,
+    /// Names this test's own resources (database, bucket, topics).
+    id: String,
 }
 
 impl TestDatabase {
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let id = uuid::Uuid::new_v4().simple().to_string();
         let (url, mysql_name) = match backend {
             Backend::Sqlite => (
                 format!("sqlite://{}", dir.path().join("marquee.db").display()),
                 None,
             ),
             Backend::MySql => {
-                let name = format!("marquee_test_{}", uuid::Uuid::new_v4().simple());
+                let name = format!("marquee_test_{id}");
                 (format!("{}/{name}", mysql_server_url()), Some(name))
             }
         };
@@ -47,7 +79,50 @@ impl TestDatabase {
             url,
             mysql_name,
             dir,
+            id,
         }
+    }
+
+    /// The MySQL tests' poster bucket, named after their database; `None` on SQLite.
+    pub fn poster_bucket(&self) -> Option<String> {
+        self.mysql_name.as_ref().map(|name| name.replace('_', "-"))
+    }
+
+    /// Creates this test's poster bucket on moto (MySQL tests only), readable by anyone as the
+    /// deployment's bucket policy makes it, and returns the client.
+    pub async fn create_poster_bucket(&self) -> aws_sdk_s3::Client {
+        let bucket = self
+            .poster_bucket()
+            .expect("poster buckets belong to the MySQL (aws profile) tests");
+        let client = s3_client().await;
+        let failed = |e: &dyn std::error::Error| {
+            panic!(
+                "cannot set up the bucket {bucket} on moto: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        };
+        if let Err(e) = client.create_bucket().bucket(&bucket).send().await {
+            failed(&e);
+        }
+        let public_read = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": format!("arn:aws:s3:::{bucket}/*"),
+            }],
+        });
+        let policy = client
+            .put_bucket_policy()
+            .bucket(&bucket)
+            .policy(public_read.to_string())
+            .send()
+            .await;
+        if let Err(e) = policy {
+            failed(&e);
+        }
+        client
     }
 
     /// The settings `marquee` would run with against this database.
@@ -59,7 +134,10 @@ impl TestDatabase {
             },
             data_dir: self.dir.path().to_path_buf(),
             database_url: self.url.clone(),
-            aws_endpoint_url: None,
+            aws_endpoint_url: match self.backend {
+                Backend::Sqlite => None,
+                Backend::MySql => std::env::var("AWS_ENDPOINT_URL").ok(),
+            },
             log_format: LogFormat::Text,
             log: "warn".into(),
             pool: PoolSettings::default(),
@@ -67,6 +145,13 @@ impl TestDatabase {
             public_url: None,
             trust_forwarded_for: false,
             sign_in_rate: 1000,
+            posters: match self.poster_bucket() {
+                Some(bucket) => PosterStore::S3 { bucket },
+                None => PosterStore::Disk(self.dir.path().join("posters")),
+            },
+            poster_base_url: None,
+            // Each test its own SNS topics, so subscriptions never leak between tests.
+            sns_topic_prefix: format!("marquee-test-{}-", self.id),
         }
     }
 
@@ -116,12 +201,16 @@ impl TestDatabase {
             Backend::Sqlite => "embedded",
             Backend::MySql => "aws",
         };
-        vec![
+        let mut env = vec![
             ("MARQUEE_PROFILE", profile.to_string()),
             ("DATABASE_URL", self.url.clone()),
             ("MARQUEE_DATA_DIR", self.dir.path().display().to_string()),
             ("MARQUEE_LOG", "warn".to_string()),
-        ]
+        ];
+        if let Some(bucket) = self.poster_bucket() {
+            env.push(("MARQUEE_POSTER_BUCKET", bucket));
+        }
+        env
     }
 
     /// Runs the real `marquee` binary against this database.
@@ -135,11 +224,40 @@ impl TestDatabase {
 
     /// Starts the real app on a random port.
     pub async fn spawn_app(&self) -> TestApp {
-        let app = marquee::serve::start(&self.settings(), "127.0.0.1:0".parse().unwrap())
+        self.spawn_app_with(|_| {}).await
+    }
+
+    /// Starts the real app with settings adjusted for one test.
+    pub async fn spawn_app_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings();
+        adjust(&mut settings);
+        // Server-side errors then show up beside a failing test's output.
+        marquee::telemetry::init(&settings);
+        let app = marquee::serve::start(&settings, "127.0.0.1:0".parse().unwrap())
             .await
             .expect("the app starts");
         TestApp {
             base_url: format!("http://{}", app.address),
+            app,
+        }
+    }
+
+    /// Starts the real app at the public URL `http://localhost:PORT`, as browsers must reach a
+    /// site for passkeys: WebAuthn needs a domain name, and refuses an IP address.
+    pub async fn spawn_app_on_localhost(&self) -> TestApp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let public_url = format!("http://localhost:{port}");
+        let mut settings = self.settings();
+        settings.public_url = Some(public_url.clone());
+        marquee::telemetry::init(&settings);
+        let app = marquee::serve::start(&settings, ([127, 0, 0, 1], port).into())
+            .await
+            .expect("the app starts");
+        TestApp {
+            base_url: public_url,
             app,
         }
     }
@@ -183,7 +301,89 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
+
+    /// Registers `username` (password `correct horse battery`) and signs in; returns the token.
+    pub async fn signed_in(&self, username: &str) -> String {
+        let client = reqwest::Client::new();
+        let registered = client
+            .post(self.url("/api/users"))
+            .json(&serde_json::json!({
+                "username": username,
+                "email": format!("{username}@example.com"),
+                "password": PASSWORD,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            registered.status(),
+            201,
+            "{}",
+            registered.text().await.unwrap()
+        );
+        self.sign_in(username).await
+    }
+
+    pub async fn sign_in(&self, username: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(self.url("/api/sessions"))
+            .json(&serde_json::json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Grants `role` the way an operator does, then signs in again so the token carries it.
+    pub async fn signed_in_with_role(&self, username: &str, role: domain::Role) -> String {
+        self.signed_in(username).await;
+        let id = domain::UserId::for_username(&domain::Username::parse(username).unwrap());
+        let services = domain::UserServices {
+            passwords: std::sync::Arc::new(command_api::Argon2Passwords),
+        };
+        let grant = domain::UserCommand::GrantRole {
+            role,
+            by: None,
+            at: chrono::Utc::now(),
+        };
+        self.app
+            .store
+            .execute::<domain::User>(
+                &id.to_string(),
+                grant,
+                &services,
+                &event_store::CommandContext::default(),
+            )
+            .await
+            .unwrap();
+        self.sign_in(username).await
+    }
+
+    /// Adds a movie as `token`'s user; returns its id.
+    pub async fn add_movie(&self, token: &str, title: &str) -> String {
+        let response = reqwest::Client::new()
+            .post(self.url("/api/movies"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({
+                "title": title,
+                "year": 1968,
+                "director": "Stanley Kubrick",
+                "genres": ["Science Fiction"],
+                "description": "Apes, a monolith, a computer.",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().to_string()
+    }
 }
+
+/// The password every test user has.
+pub const PASSWORD: &str = "correct horse battery";
 
 /// The `marquee` binary built beside this test binary (`cargo build -p marquee` first; the test
 /// command does it).
