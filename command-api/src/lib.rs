@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
     let commands = Router::new()
         .route("/api/users", post(users::register))
         .route("/api/users/{username}/roles", post(users::grant_role))
+        .route("/api/users/{username}/unlock", post(users::unlock))
         .route(
             "/api/admin/subscriptions",
             post(subscriptions::create).get(subscriptions::list),

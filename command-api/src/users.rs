@@ -177,6 +177,24 @@ pub async fn grant_role(
     Ok(Json(json!({ "position": executed.position() })))
 }
 
+/// An admin lifts a lockout before its 15 minutes are up.
+pub async fn unlock(
+    State(state): State<AppState>,
+    SignedIn(admin): SignedIn,
+    context: RequestContext,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Admin)?;
+    let username = Username::parse(&username).map_err(|_| ApiError::NotFound("user".into()))?;
+    let id = UserId::for_username(&username);
+    let command = UserCommand::Unlock {
+        by: admin.user_id,
+        at: Utc::now(),
+    };
+    let executed = execute(&state, id, command, &context, Some(admin.username.clone())).await?;
+    Ok(Json(json!({ "position": executed.position() })))
+}
+
 /// Runs a user command with the request's metadata; the user is the data subject of its events.
 pub async fn execute(
     state: &AppState,

@@ -15,6 +15,7 @@ on_both_backends!(
     an_idempotency_key_replays_the_first_answer,
     bad_input_gets_a_clear_error_and_stores_nothing,
     cookie_sessions_need_a_same_origin_request,
+    admins_manage_subscriptions,
 );
 
 /// The contract's error code of a response, asserting its status.
@@ -185,6 +186,35 @@ async fn five_failures_lock_the_account(db: TestDatabase) {
         .collect();
     assert!(types.contains(&"AccountLocked".to_string()));
     assert_eq!(types.last().unwrap(), "LoginFailed");
+
+    // An admin lifts the lock before its 15 minutes are up.
+    let admin = app.signed_in_with_role("root", domain::Role::Admin).await;
+    let user_token = app.signed_in("bystander").await;
+    let refused = client
+        .post(app.url("/api/users/hopper/unlock"))
+        .bearer_auth(&user_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(refused, StatusCode::FORBIDDEN).await,
+        "forbidden"
+    );
+    let unlocked = client
+        .post(app.url("/api/users/hopper/unlock"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlocked.status(), 200);
+    app.sign_in("hopper").await;
+    let again = client
+        .post(app.url("/api/users/hopper/unlock"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(again, StatusCode::CONFLICT).await, "not_locked");
 }
 
 async fn sign_in_is_rate_limited_per_address(db: TestDatabase) {
@@ -468,4 +498,93 @@ async fn cookie_sessions_need_a_same_origin_request(db: TestDatabase) {
     );
     let own = post(Some(&app.base_url)).await.unwrap();
     assert_eq!(own.status(), 201);
+}
+
+async fn admins_manage_subscriptions(db: TestDatabase) {
+    let app = db.spawn_app().await;
+    let admin = app.signed_in_with_role("ops", domain::Role::Admin).await;
+    let client = Client::new();
+    let create = |body: Value| {
+        client
+            .post(app.url("/api/admin/subscriptions"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    let created =
+        create(json!({ "topic": "alerts", "protocol": "email", "endpoint": "oncall@example.com" }))
+            .await
+            .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(created["topic"], "alerts");
+    let sms = create(json!({ "topic": "logins", "protocol": "sms", "endpoint": "+14155550123" }))
+        .await
+        .unwrap();
+    assert_eq!(sms.status(), 201);
+    for (body, field) in [
+        (
+            json!({ "topic": "billing", "protocol": "email", "endpoint": "a@example.com" }),
+            "topic",
+        ),
+        (
+            json!({ "topic": "alerts", "protocol": "pager", "endpoint": "a@example.com" }),
+            "protocol",
+        ),
+        (
+            json!({ "topic": "alerts", "protocol": "sms", "endpoint": "call me" }),
+            "endpoint",
+        ),
+        (
+            json!({ "topic": "alerts", "protocol": "email", "endpoint": "nobody" }),
+            "endpoint",
+        ),
+    ] {
+        let response = create(body).await.unwrap();
+        assert_eq!(response.status(), 422);
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["field"], field);
+    }
+    let listed: Vec<Value> = client
+        .get(app.url("/api/admin/subscriptions"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let endpoints: Vec<&str> = listed
+        .iter()
+        .map(|s| s["endpoint"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(endpoints.contains(&"oncall@example.com") && endpoints.contains(&"+14155550123"));
+
+    let id = created["id"].as_str().unwrap();
+    let encoded: String = id
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let url = app.url(&format!("/api/admin/subscriptions/{encoded}"));
+    let deleted = client
+        .delete(&url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = client
+        .delete(&url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(gone, StatusCode::NOT_FOUND).await, "not_found");
 }
