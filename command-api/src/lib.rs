@@ -7,6 +7,7 @@ mod extract;
 mod health;
 mod idempotency;
 mod movies;
+pub mod openapi;
 mod passkeys;
 mod passwords;
 mod posters;
@@ -148,7 +149,8 @@ pub fn router(state: AppState) -> Router {
         .merge(passkey_routes)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/api/openapi.json", get(openapi::document));
     if state.posters.local_dir().is_some() {
         app = app.route(
             &format!("{}/{{*key}}", posters::DISK_ROUTE),

@@ -17,7 +17,7 @@ use crate::auth::{Session, SignedIn};
 use crate::extract::{ApiJson, RequestContext};
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMovie {
     title: String,
@@ -29,6 +29,26 @@ pub struct NewMovie {
     description: String,
 }
 
+/// Adds a movie to the catalogue.
+#[utoipa::path(
+    post,
+    path = "/api/movies",
+    tag = "movies",
+    params(crate::openapi::IdempotencyKey),
+    request_body = NewMovie,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "Added", body = crate::openapi::MovieAdded),
+        (status = 400, description = "Malformed JSON (`malformed_json`) or a bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "No `user` role (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid title, year, director, genres or description (`validation_failed` with `field`), a body of the wrong shape, or a reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn add(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
@@ -58,7 +78,8 @@ pub async fn add(
     ))
 }
 
-#[derive(Deserialize)]
+/// Any of a movie's fields; those left out stay as they are.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MovieEdit {
     title: Option<String>,
@@ -68,6 +89,31 @@ pub struct MovieEdit {
     description: Option<String>,
 }
 
+/// Edits a movie's details with optimistic concurrency: `If-Match` names the version edited.
+#[utoipa::path(
+    patch,
+    path = "/api/movies/{id}",
+    tag = "movies",
+    params(
+        ("id" = String, Path, description = "The movie id (a UUID)"),
+        ("If-Match" = String, Header, description = "The version edited, as `\"3\"`"),
+        crate::openapi::IdempotencyKey,
+    ),
+    request_body = MovieEdit,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Edited", body = crate::openapi::MovieEdited),
+        (status = 400, description = "Malformed JSON, a missing or bad `If-Match` (`if_match_required`, `invalid_if_match`) or a bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "No `user` role (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such movie (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The movie changed since that version (`version_conflict`), it was removed (`movie_removed`), or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "An invalid field (`validation_failed` with `field`), nothing to change (`nothing_to_change`), a body of the wrong shape, or a reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn edit(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
@@ -111,6 +157,24 @@ pub async fn edit(
     ))
 }
 
+/// Removes a movie from the catalogue; its history is kept.
+#[utoipa::path(
+    delete,
+    path = "/api/movies/{id}",
+    tag = "movies",
+    params(("id" = String, Path, description = "The movie id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The version edited, as `\"3\"`"), crate::openapi::IdempotencyKey),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Removed", body = crate::openapi::Stored),
+        (status = 400, description = "A bad `If-Match` (`invalid_if_match`) or `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "No `user` role (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such movie (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The movie changed since that version (`version_conflict`) or was removed already (`movie_removed`), or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn remove(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,

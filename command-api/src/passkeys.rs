@@ -77,6 +77,19 @@ pub struct Answer<C> {
 
 /// `POST /api/passkeys/registration/options` (signed in): creation options for a new passkey,
 /// excluding the ones the user already has, as `{"ceremonyId", "publicKey"}`.
+#[utoipa::path(
+    post,
+    path = "/api/passkeys/registration/options",
+    tag = "passkeys",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "WebAuthn creation options with the ceremony id", body = crate::openapi::PasskeyOptions),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "A cookie-authenticated request from another origin (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "The signed-in user does not exist (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn registration_options(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
@@ -110,6 +123,25 @@ pub async fn registration_options(
 /// `POST /api/passkeys/registration` (signed in) with `{"ceremonyId", "credential"}`, the
 /// credential being the attestation `navigator.credentials.create` returned: 201 `{position}`.
 /// The ceremony must be one this user started.
+#[utoipa::path(
+    post,
+    path = "/api/passkeys/registration",
+    tag = "passkeys",
+    request_body(content = crate::openapi::PasskeyAnswer, description = "The attestation credential"),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "Registered", body = crate::openapi::Stored),
+        (status = 400, description = "Malformed JSON (`malformed_json`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "A cookie-authenticated request from another origin (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "The ceremony expired, was used already or is another user's (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The passkey is registered already (`passkey_exists`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The credential did not verify (`invalid_credential`, `user_not_verified`) or a body of the wrong shape (`invalid_body`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
@@ -160,7 +192,7 @@ pub async fn register(
 
 /// What a sign-in starts from: `{"username"}`, or `{}` or no body at all for a discoverable
 /// credential (the authenticator picks the account).
-#[derive(Default, Deserialize)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignInStart {
     username: Option<String>,
@@ -182,6 +214,23 @@ enum SignInCeremony {
 /// A username that is unknown, malformed or has no passkeys gets the options of a discoverable
 /// ceremony, exactly as if no username had been sent, so the answer never says whether an
 /// account exists.
+#[utoipa::path(
+    post,
+    path = "/api/passkeys/authentication/options",
+    tag = "passkeys",
+    request_body(
+        content = Option<SignInStart>,
+        description = "`{\"username\"}`, or `{}` or no body for a discoverable credential",
+    ),
+    responses(
+        (status = 200, description = "WebAuthn request options with the ceremony id", body = crate::openapi::PasskeyOptions),
+        (status = 400, description = "Malformed JSON (`malformed_json`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A body of the wrong shape (`invalid_body`)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many sign-in attempts from this address (`rate_limited`, with `Retry-After`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn authentication_options(
     State(state): State<AppState>,
     context: RequestContext,
@@ -228,6 +277,24 @@ pub async fn authentication_options(
 /// Every verified assertion is recorded on the account: a success with its signature counter,
 /// or a failure when the counter went backwards (a cloned authenticator) or the account is
 /// locked. An assertion that does not verify is refused like a wrong password.
+#[utoipa::path(
+    post,
+    path = "/api/passkeys/authentication",
+    tag = "passkeys",
+    request_body(content = crate::openapi::PasskeyAnswer, description = "The assertion credential"),
+    responses(
+        (status = 200, description = "Signed in", body = crate::openapi::SessionOpened,
+            headers(("Set-Cookie" = String, description = "The `marquee_session` cookie"))),
+        (status = 400, description = "Malformed JSON (`malformed_json`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "The assertion did not verify (`invalid_credentials`) or the account is locked (`account_locked`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "The ceremony expired or was used already (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A body of the wrong shape (`invalid_body`)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many sign-in attempts from this address (`rate_limited`, with `Retry-After`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn sign_in(
     State(state): State<AppState>,
     context: RequestContext,

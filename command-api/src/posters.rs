@@ -2,7 +2,7 @@
 //! stores the original and a thumbnail, and records their keys and hash (never the bytes) in
 //! `PosterAttached`.
 
-mod disk;
+pub(crate) mod disk;
 mod s3;
 
 use std::io::Cursor;
@@ -234,6 +234,29 @@ fn declared_kind(headers: &HeaderMap) -> Result<ImageKind, ApiError> {
 }
 
 /// `PUT /api/movies/{id}/poster`: nothing is stored, no event appended, unless every check passes.
+#[utoipa::path(
+    put,
+    path = "/api/movies/{id}/poster",
+    tag = "movies",
+    params(("id" = String, Path, description = "The movie id (a UUID)"), ("If-Match" = Option<String>, Header, description = "The version edited, as `\"3\"`"), crate::openapi::IdempotencyKey),
+    request_body(
+        description = "The image bytes, at most 5 MiB by default; the content must be the declared type",
+        content((inline(crate::openapi::ImageBytes) = "image/png"), (inline(crate::openapi::ImageBytes) = "image/jpeg"), (inline(crate::openapi::ImageBytes) = "image/webp")),
+    ),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Stored and attached", body = crate::openapi::PosterAttached),
+        (status = 400, description = "A bad `If-Match`, `Idempotency-Key` or an unreadable body", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "No `user` role (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such movie (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The movie changed since that version (`version_conflict`) or was removed (`movie_removed`), or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The image is larger than the upload limit (`payload_too_large`)", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Not a PNG, JPEG or WebP image, or not the type `Content-Type` declares (`unsupported_media_type`)", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Too many pixels (`image_too_large`), undecodable (`undecodable_image`), or a reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database or the poster storage is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn upload(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,

@@ -18,7 +18,7 @@ use crate::extract::ApiJson;
 use crate::{ApiError, AppState};
 
 /// The SNS topics people can subscribe to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Topic {
     Alerts,
@@ -49,7 +49,7 @@ impl FromStr for Topic {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Email,
@@ -104,7 +104,7 @@ fn parse_endpoint(protocol: Protocol, endpoint: &str) -> Result<String, ApiError
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
     pub id: String,
@@ -311,13 +311,37 @@ impl SubscriptionDirectory for SnsSubscriptions {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionRequest {
+    #[schema(value_type = Topic)]
     topic: String,
+    #[schema(value_type = Protocol)]
     protocol: String,
+    /// An e-mail address, or a phone number in E.164 form (`+14155550123`) for SMS.
     endpoint: String,
 }
+
+/// Subscribes an endpoint to a topic (admin only).
+#[utoipa::path(
+    post,
+    path = "/api/admin/subscriptions",
+    tag = "subscriptions",
+    params(crate::openapi::IdempotencyKey),
+    request_body = SubscriptionRequest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "Subscribed", body = Subscription),
+        (status = 400, description = "Malformed JSON (`malformed_json`) or a bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The endpoint is subscribed to the topic already, or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "An unknown topic or protocol or a bad endpoint (`validation_failed` with `field`), a body of the wrong shape, or a reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database or SNS is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 
 pub async fn create(
     State(state): State<AppState>,
@@ -340,6 +364,21 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// Every subscription (admin only).
+#[utoipa::path(
+    get,
+    path = "/api/admin/subscriptions",
+    tag = "subscriptions",
+    params(crate::openapi::IdempotencyKey),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The subscriptions", body = Vec<Subscription>),
+        (status = 400, description = "A bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database or SNS is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     SignedIn(admin): SignedIn,
@@ -348,6 +387,24 @@ pub async fn list(
     Ok(Json(state.subscriptions.list().await?))
 }
 
+/// Ends a subscription (admin only).
+#[utoipa::path(
+    delete,
+    path = "/api/admin/subscriptions/{id}",
+    tag = "subscriptions",
+    params(("id" = String, Path, description = "The subscription id"), crate::openapi::IdempotencyKey),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Unsubscribed"),
+        (status = 400, description = "A bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such subscription (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "A request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database or SNS is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     SignedIn(admin): SignedIn,

@@ -24,14 +24,32 @@ use crate::{ApiError, AppState};
 /// NIST SP 800-63B: at least 8; the upper bound keeps argon2 from hashing megabytes.
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 10..=128;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Registration {
     username: String,
     email: String,
+    /// 10 to 128 characters.
     password: String,
 }
 
+/// Registers an account.
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "users",
+    params(crate::openapi::IdempotencyKey),
+    request_body = Registration,
+    responses(
+        (status = 201, description = "Registered", body = crate::openapi::UserRegistered),
+        (status = 400, description = "Malformed JSON (`malformed_json`) or a bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The username is taken (`username_taken`), or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "Invalid username, e-mail or password (`validation_failed` with `field`), a body of the wrong shape, or a reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<AppState>,
     context: RequestContext,
@@ -70,13 +88,31 @@ pub async fn register(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordSignIn {
     username: String,
     password: String,
 }
 
+/// Signs in with a password: the token in the body and the HttpOnly session cookie.
+#[utoipa::path(
+    post,
+    path = "/api/sessions",
+    tag = "users",
+    request_body = PasswordSignIn,
+    responses(
+        (status = 200, description = "Signed in", body = crate::openapi::SessionOpened,
+            headers(("Set-Cookie" = String, description = "The `marquee_session` cookie"))),
+        (status = 400, description = "Malformed JSON (`malformed_json`)", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Wrong username or password (`invalid_credentials`) or a locked account (`account_locked`)", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A body of the wrong shape (`invalid_body`)", body = crate::openapi::ErrorBody),
+        (status = 429, description = "Too many sign-in attempts from this address (`rate_limited`, with `Retry-After`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn sign_in(
     State(state): State<AppState>,
     context: RequestContext,
@@ -133,6 +169,20 @@ pub async fn open_session(
         .into_response())
 }
 
+/// Signs out: revokes the session and clears the cookie.
+#[utoipa::path(
+    delete,
+    path = "/api/sessions",
+    tag = "users",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared",
+            headers(("Set-Cookie" = String, description = "Clears `marquee_session`"))),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "A cookie-authenticated request from another origin (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn sign_out(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
@@ -148,12 +198,35 @@ pub async fn sign_out(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleGrant {
+    /// `user`, `admin` or `auditor`.
+    #[schema(example = "auditor")]
     role: String,
 }
 
+/// Grants a role (admin only); the user's open sessions get it at once.
+#[utoipa::path(
+    post,
+    path = "/api/users/{username}/roles",
+    tag = "users",
+    params(("username" = String, Path, description = "The user's username"), crate::openapi::IdempotencyKey),
+    request_body = RoleGrant,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Granted", body = crate::openapi::Stored),
+        (status = 400, description = "Malformed JSON (`malformed_json`) or a bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such user (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The user already has the role (`role_already_granted`), or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = crate::openapi::ErrorBody),
+        (status = 422, description = "An unknown role (`validation_failed`), a body of the wrong shape, or a reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn grant_role(
     State(state): State<AppState>,
     SignedIn(admin): SignedIn,
@@ -178,6 +251,23 @@ pub async fn grant_role(
 }
 
 /// An admin lifts a lockout before its 15 minutes are up.
+#[utoipa::path(
+    post,
+    path = "/api/users/{username}/unlock",
+    tag = "users",
+    params(("username" = String, Path, description = "The user's username"), crate::openapi::IdempotencyKey),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Unlocked", body = crate::openapi::Stored),
+        (status = 400, description = "A bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such user (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "The account is not locked (`not_locked`), or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn unlock(
     State(state): State<AppState>,
     SignedIn(admin): SignedIn,

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     health_readiness_and_metrics_answer,
     unknown_routes_answer_the_contract_error,
+    the_openapi_document_describes_the_command_api,
 );
 
 async fn health_readiness_and_metrics_answer(db: TestDatabase) {
@@ -70,5 +71,35 @@ async fn unknown_routes_answer_the_contract_error(db: TestDatabase) {
         .as_str()
         .unwrap()
         .contains("/no/such/route"));
+    app.app.shutdown().await.unwrap();
+}
+
+async fn the_openapi_document_describes_the_command_api(db: TestDatabase) {
+    let app = db.spawn_app().await;
+    let response = reqwest::Client::new()
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let document: Value = response.json().await.unwrap();
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|version| version.starts_with("3.")),
+        "{}",
+        document["openapi"]
+    );
+    let edit = &document["paths"]["/api/movies/{id}"]["patch"];
+    assert!(
+        edit.is_object(),
+        "PATCH /api/movies/{{id}} is not described"
+    );
+    assert!(edit["responses"]["409"].is_object());
+    assert!(document["components"]["schemas"]["ErrorBody"].is_object());
     app.app.shutdown().await.unwrap();
 }

@@ -67,6 +67,19 @@ impl PosterStorage for DiskPosters {
 }
 
 /// `GET /posters/{*key}`: a stored poster with its type, never sniffed by the browser.
+#[utoipa::path(
+    get,
+    path = "/posters/{key}",
+    tag = "movies",
+    description = "A stored poster or thumbnail (`{movie id}/{sha256}.{ext}`), served by the app \
+                   itself only when posters are kept on local disk (the embedded profile).",
+    params(("key" = String, Path, description = "The poster's key, slash included")),
+    responses(
+        (status = 200, description = "The image, cacheable forever",
+            content((inline(crate::openapi::ImageBytes) = "image/png"), (inline(crate::openapi::ImageBytes) = "image/jpeg"), (inline(crate::openapi::ImageBytes) = "image/webp"))),
+        (status = 404, description = "No such poster (`not_found`)", body = crate::openapi::ErrorBody),
+    )
+)]
 pub async fn serve(
     State(state): State<AppState>,
     Path(key): Path<String>,
