@@ -67,7 +67,16 @@ pub async fn add(
         added_by: session.user_id,
         at: Utc::now(),
     };
-    let executed = execute(&state, &session, id, command, &context).await?;
+    // The id was minted just now, so there is no stream to load.
+    let executed = state
+        .store
+        .execute_new::<Movie>(
+            &id.to_string(),
+            command,
+            &(),
+            &command_context(&session, &context),
+        )
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -225,14 +234,23 @@ pub async fn execute(
     command: MovieCommand,
     context: &RequestContext,
 ) -> Result<Executed<Movie>, ApiError> {
-    let command_context = CommandContext {
-        metadata: context.metadata(Some(session.username.clone())),
-        data_subject: None,
-    };
     Ok(state
         .store
-        .execute::<Movie>(&id.to_string(), command, &(), &command_context)
+        .execute::<Movie>(
+            &id.to_string(),
+            command,
+            &(),
+            &command_context(session, context),
+        )
         .await?)
+}
+
+/// Movie events carry who and where from; they hold no personal data of their own.
+fn command_context(session: &Session, context: &RequestContext) -> CommandContext {
+    CommandContext {
+        metadata: context.metadata(Some(session.username.clone())),
+        data_subject: None,
+    }
 }
 
 #[cfg(test)]

@@ -144,13 +144,37 @@ impl Database {
     }
 
     /// Locks the head row (the one serialization point of all writers, in every process) and
-    /// returns the last committed position.
-    pub async fn lock_head(&self, tx: &mut sqlx::Transaction<'static, Any>) -> Result<i64> {
-        let sql = match self.backend {
-            Backend::Sqlite => "SELECT last_position FROM event_store_head WHERE id = 1",
-            Backend::MySql => "SELECT last_position FROM event_store_head WHERE id = 1 FOR UPDATE",
+    /// moves it on by `count` positions in the same statement; returns the head before.
+    pub async fn reserve_positions(
+        &self,
+        tx: &mut sqlx::Transaction<'static, Any>,
+        count: i64,
+    ) -> Result<i64> {
+        let new_head: i64 = match self.backend {
+            Backend::Sqlite => sqlx::query(
+                "UPDATE event_store_head SET last_position = last_position + ? WHERE id = 1 \
+                 RETURNING last_position",
+            )
+            .bind(count)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get(0)?,
+            // MySQL's UPDATE has no RETURNING; LAST_INSERT_ID(expr) hands the value back in the
+            // same round trip.
+            Backend::MySql => sqlx::query(
+                "UPDATE event_store_head SET last_position = LAST_INSERT_ID(last_position + ?) \
+                 WHERE id = 1",
+            )
+            .bind(count)
+            .execute(&mut **tx)
+            .await?
+            .last_insert_id()
+            .ok_or_else(|| StoreError::Corrupt {
+                position: 0,
+                reason: "the head row did not report its new position".into(),
+            })?,
         };
-        Ok(sqlx::query(sql).fetch_one(&mut **tx).await?.try_get(0)?)
+        Ok(new_head - count)
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -62,6 +62,29 @@ impl EventStore {
         Ok((aggregate, version))
     }
 
+    /// Handles a command that starts a new stream (its id was just minted, so there is nothing to
+    /// load): saves the read a command on an existing aggregate needs. Should the stream exist
+    /// after all, the append fails with `VersionConflict` and writes nothing.
+    pub async fn execute_new<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        context: &CommandContext,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>>
+    where
+        A: Aggregate,
+    {
+        let aggregate = A::default();
+        let events = aggregate
+            .handle(command, services)
+            .await
+            .map_err(ExecuteError::Domain)?;
+        Ok(self
+            .append_handled(aggregate_id, aggregate, 0, events, context)
+            .await?)
+    }
+
     /// Handles `command` on the aggregate and appends its events atomically.
     pub async fn execute<A>(
         &self,
@@ -74,47 +97,59 @@ impl EventStore {
         A: Aggregate,
         A::Command: Clone,
     {
-        let stream = StreamId::new(A::aggregate_type(), aggregate_id);
         let mut attempt = 1;
         loop {
-            let (mut aggregate, version) = self.load::<A>(aggregate_id).await?;
+            let (aggregate, version) = self.load::<A>(aggregate_id).await?;
             let events = aggregate
                 .handle(command.clone(), services)
                 .await
                 .map_err(ExecuteError::Domain)?;
-            if events.is_empty() {
-                return Ok(Executed {
-                    aggregate,
-                    events,
-                    version,
-                    appended: None,
-                });
-            }
-            let request = AppendRequest {
-                stream: stream.clone(),
-                expected_version: version,
-                events: events
-                    .iter()
-                    .map(|event| encode_event(event, context.data_subject.clone()))
-                    .collect::<Result<_, _>>()?,
-                metadata: context.metadata.clone(),
-            };
-            match self.append(request).await {
-                Ok(appended) => {
-                    for event in &events {
-                        aggregate.apply(event.clone());
-                    }
-                    return Ok(Executed {
-                        aggregate,
-                        events,
-                        version: appended.version,
-                        appended: Some(appended),
-                    });
-                }
+            match self
+                .append_handled(aggregate_id, aggregate, version, events, context)
+                .await
+            {
                 Err(conflict) if conflict.is_conflict() && attempt < ATTEMPTS => attempt += 1,
-                Err(error) => return Err(error.into()),
+                outcome => return Ok(outcome?),
             }
         }
+    }
+
+    /// Appends the events a command produced on an aggregate loaded at `version`.
+    async fn append_handled<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        mut aggregate: A,
+        version: u64,
+        events: Vec<A::Event>,
+        context: &CommandContext,
+    ) -> Result<Executed<A>, StoreError> {
+        if events.is_empty() {
+            return Ok(Executed {
+                aggregate,
+                events,
+                version,
+                appended: None,
+            });
+        }
+        let request = AppendRequest {
+            stream: StreamId::new(A::aggregate_type(), aggregate_id),
+            expected_version: version,
+            events: events
+                .iter()
+                .map(|event| encode_event(event, context.data_subject.clone()))
+                .collect::<Result<_, _>>()?,
+            metadata: context.metadata.clone(),
+        };
+        let appended = self.append(request).await?;
+        for event in &events {
+            aggregate.apply(event.clone());
+        }
+        Ok(Executed {
+            aggregate,
+            events,
+            version: appended.version,
+            appended: Some(appended),
+        })
     }
 }
 

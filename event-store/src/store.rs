@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::db::{decode_event, Database, PoolSettings, EVENT_COLUMNS};
+use crate::db::{decode_event, Backend, Database, PoolSettings, EVENT_COLUMNS};
 use crate::error::{Result, StoreError};
 use crate::hash::{canonical_json, event_hash};
 use crate::model::{
@@ -57,6 +57,12 @@ pub fn no_upcasting(
 
 /// The most appends one transaction carries; more wait for the next one.
 const MAX_BATCH: usize = 256;
+/// Writer tasks per store on MySQL: while one holds the head lock and commits, the next reads
+/// its streams' tips and queues for the lock, so the lock is never idle between batches. SQLite
+/// has one writer at a time anyway, and its busy handler sleeps, so there it is one task.
+const MYSQL_WRITERS: usize = 2;
+/// Appends to the same stream retried after losing a race to another writer.
+const RACE_RETRIES: usize = 3;
 /// Rows per INSERT statement, well under SQLite's limit on bound parameters.
 const ROWS_PER_INSERT: usize = 64;
 
@@ -114,11 +120,18 @@ impl EventStore {
                 head,
             }),
         };
-        tokio::spawn(run_writer(
-            store.inner.db.clone(),
-            queue,
-            store.inner.head.clone(),
-        ));
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let writers = match store.inner.db.backend() {
+            Backend::MySql => MYSQL_WRITERS,
+            Backend::Sqlite => 1,
+        };
+        for _ in 0..writers {
+            tokio::spawn(run_writer(
+                store.inner.db.clone(),
+                Arc::clone(&queue),
+                store.inner.head.clone(),
+            ));
+        }
         Ok(store)
     }
 
@@ -285,36 +298,39 @@ pub(crate) async fn read_head(db: &Database) -> Result<i64> {
 
 async fn run_writer(
     db: Database,
-    mut queue: mpsc::Receiver<PendingAppend>,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingAppend>>>,
     head: watch::Sender<i64>,
 ) {
-    while let Some(first) = queue.recv().await {
-        // Everything that queued while the last transaction was committing goes into this one.
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+    loop {
+        // Everything queued while other batches were committing goes into this one.
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
             }
-        }
+            batch
+        };
         let requests: Vec<AppendRequest> = batch.iter().map(|p| p.request.clone()).collect();
-        let outcomes = match commit_batch(&db, &requests).await {
+        let outcomes = match commit_batch(&db, &requests, TipsOf::ExistingStreams).await {
             Ok(outcomes) => outcomes,
-            Err(error) if requests.len() > 1 => {
-                // One bad append must not fail its neighbours: retry each on its own.
-                warn!(%error, appends = requests.len(), "group commit failed; retrying one by one");
+            Err(error) => {
+                // One bad or racing append must not fail its neighbours: retry each on its own.
+                if requests.len() > 1 {
+                    debug!(%error, appends = requests.len(), "group commit failed; retrying one by one");
+                }
                 let mut outcomes = Vec::with_capacity(requests.len());
                 for request in &requests {
-                    outcomes.push(
-                        match commit_batch(&db, std::slice::from_ref(request)).await {
-                            Ok(mut single) => single.remove(0),
-                            Err(error) => Err(error),
-                        },
-                    );
+                    outcomes.push(commit_one(&db, request).await);
                 }
                 outcomes
             }
-            Err(error) => vec![Err(error)],
         };
         let last = outcomes
             .iter()
@@ -337,6 +353,25 @@ async fn run_writer(
     }
 }
 
+/// Commits one append, re-reading its stream when another writer took the next sequence first.
+async fn commit_one(db: &Database, request: &AppendRequest) -> Result<Appended> {
+    let mut attempt = 1;
+    loop {
+        match commit_batch(db, std::slice::from_ref(request), TipsOf::AllStreams).await {
+            Ok(mut single) => return single.remove(0),
+            Err(StoreError::Database(sqlx::Error::Database(e)))
+                if e.is_unique_violation() && attempt < RACE_RETRIES =>
+            {
+                attempt += 1;
+            }
+            Err(error) => {
+                warn!(%error, stream = %request.stream, "append failed");
+                return Err(error);
+            }
+        }
+    }
+}
+
 /// The tip of a stream: its version and the hash of its last event.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StreamTip {
@@ -345,31 +380,62 @@ pub(crate) struct StreamTip {
 }
 
 /// Commits a batch of appends in one transaction; each append succeeds or conflicts on its own.
-async fn commit_batch(db: &Database, requests: &[AppendRequest]) -> Result<Vec<Result<Appended>>> {
+///
+/// The tips are read before the lock, to keep the lock short. That is safe: a tip only ever
+/// grows, and a stream that grew meanwhile makes our INSERT hit the unique (stream, sequence)
+/// key, failing the batch so that `commit_one` re-reads and answers each append. The lock and
+/// the reservation of positions are one statement: BEGIN, reserve, INSERT, COMMIT.
+async fn commit_batch(
+    db: &Database,
+    requests: &[AppendRequest],
+    tips_of: TipsOf,
+) -> Result<Vec<Result<Appended>>> {
+    let tips = stream_tips(db, requests, tips_of).await?;
+    // Plan once to learn how many positions to take, then again at the real head.
+    let count = plan_batch(0, &mut tips.clone(), requests, now_micros()).new_head;
+    if count == 0 {
+        return Ok(plan_batch(0, &mut tips.clone(), requests, now_micros()).outcomes);
+    }
     let mut tx = db.begin_write().await?;
-    let head = db.lock_head(&mut tx).await?;
-    let mut tips = stream_tips(&mut tx, requests).await?;
-    let plan = plan_batch(head, &mut tips, requests, now_micros());
+    let head = db.reserve_positions(&mut tx, count).await?;
+    let plan = plan_batch(head, &mut tips.clone(), requests, now_micros());
     for chunk in plan.rows.chunks(ROWS_PER_INSERT) {
         insert_events(&mut tx, chunk).await?;
-    }
-    if plan.new_head != head {
-        sqlx::query("UPDATE event_store_head SET last_position = ? WHERE id = 1")
-            .bind(plan.new_head)
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     Ok(plan.outcomes)
 }
 
+/// Which streams' tips a batch reads before it writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum TipsOf {
+    /// Only streams expected to exist: a stream expected to be new that exists after all makes
+    /// the INSERT hit the unique key at sequence 1, which fails the batch.
+    ExistingStreams,
+    /// Every stream, so that a single append learns of its conflict instead of failing.
+    AllStreams,
+}
+
 async fn stream_tips(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    db: &Database,
     requests: &[AppendRequest],
+    tips_of: TipsOf,
 ) -> Result<HashMap<StreamId, StreamTip>> {
-    let mut streams: Vec<&StreamId> = requests.iter().map(|r| &r.stream).collect();
+    let mut streams: Vec<&StreamId> = requests
+        .iter()
+        .filter(|r| tips_of == TipsOf::AllStreams || r.expected_version > 0)
+        .map(|r| &r.stream)
+        .collect();
+    if streams.is_empty() {
+        return Ok(HashMap::new());
+    }
     streams.sort();
     streams.dedup();
+    // Padding to a power of two keeps the number of distinct statements (and so of prepared
+    // statements each connection caches) small.
+    if let Some(&last) = streams.last() {
+        streams.resize(streams.len().next_power_of_two(), last);
+    }
     let one = "SELECT * FROM (SELECT aggregate_type, aggregate_id, sequence, hash FROM events \
                WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence DESC LIMIT 1) AS tip";
     let sql = vec![one; streams.len()].join(" UNION ALL ");
@@ -380,7 +446,7 @@ async fn stream_tips(
             .bind(&stream.aggregate_id);
     }
     let mut tips = HashMap::new();
-    for row in statement.fetch_all(&mut **tx).await? {
+    for row in statement.fetch_all(db.pool()).await? {
         let sequence: i64 = row.try_get(2)?;
         tips.insert(
             StreamId::new(row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?),

@@ -353,6 +353,18 @@ async fn commands_run_through_the_domain(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!((added.version, added.position()), (1, Some(1)));
+    // A command for a new stream skips loading; a stream that exists after all conflicts.
+    let again = store
+        .execute_new::<Movie>(&id.to_string(), add_movie(id, "Vertigo"), &(), &context)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            again,
+            ExecuteError::Store(StoreError::VersionConflict { .. })
+        ),
+        "{again:?}"
+    );
 
     let retitle = |expected_version| MovieCommand::UpdateDetails {
         changes: MovieChanges {
