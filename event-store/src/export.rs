@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde_json::json;
 
 use crate::error::Result;
-use crate::hash::canonical_json;
+use crate::hash::{canonical_json, envelope};
 use crate::model::{format_timestamp, RecordedEvent};
 use crate::store::{EventQuery, EventStore};
 
@@ -67,20 +67,10 @@ impl EventStore {
 }
 
 fn json_line(event: &RecordedEvent) -> String {
-    canonical_json(&json!({
-        "position": event.position,
-        "eventId": event.event_id.to_string(),
-        "aggregateType": event.aggregate_type,
-        "aggregateId": event.aggregate_id,
-        "sequence": event.sequence,
-        "eventType": event.event_type,
-        "schemaVersion": event.schema_version,
-        "payload": event.payload,
-        "metadata": event.metadata,
-        "recordedAt": format_timestamp(event.recorded_at),
-        "prevHash": event.prev_hash,
-        "hash": event.hash,
-    }))
+    let mut line = envelope(event);
+    line["prevHash"] = json!(event.prev_hash);
+    line["hash"] = json!(event.hash);
+    canonical_json(&line)
 }
 
 fn csv_line(event: &RecordedEvent) -> String {

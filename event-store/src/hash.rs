@@ -46,7 +46,13 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// Everything stored about an event except its own hash fields, in canonical form.
 pub fn canonical_event_bytes(event: &RecordedEvent) -> Vec<u8> {
-    canonical_json(&json!({
+    canonical_json(&envelope(event)).into_bytes()
+}
+
+/// The envelope as JSON, without `prevHash` and `hash`: what the hash covers, and what exports
+/// show beside the hashes.
+pub(crate) fn envelope(event: &RecordedEvent) -> Value {
+    json!({
         "position": event.position,
         "eventId": event.event_id.to_string(),
         "aggregateType": event.aggregate_type,
@@ -58,8 +64,7 @@ pub fn canonical_event_bytes(event: &RecordedEvent) -> Vec<u8> {
         "metadata": event.metadata,
         "dataSubject": event.data_subject,
         "recordedAt": format_timestamp(event.recorded_at),
-    }))
-    .into_bytes()
+    })
 }
 
 /// The hash an event must carry, given the hash of the event before it in its stream.

@@ -16,6 +16,7 @@ on_both_backends!(
     bad_input_gets_a_clear_error_and_stores_nothing,
     cookie_sessions_need_a_same_origin_request,
     admins_manage_subscriptions,
+    admins_grant_roles_once,
 );
 
 /// The contract's error code of a response, asserting its status.
@@ -587,4 +588,37 @@ async fn admins_manage_subscriptions(db: TestDatabase) {
         .await
         .unwrap();
     assert_eq!(error_code(gone, StatusCode::NOT_FOUND).await, "not_found");
+}
+
+async fn admins_grant_roles_once(db: TestDatabase) {
+    let app = db.spawn_app().await;
+    let admin = app.signed_in_with_role("chief", domain::Role::Admin).await;
+    app.signed_in("ledgerly").await;
+    let grant = |username: &str, role: &str| {
+        Client::new()
+            .post(app.url(&format!("/api/users/{username}/roles")))
+            .bearer_auth(&admin)
+            .json(&json!({ "role": role }))
+            .send()
+    };
+    let granted = grant("ledgerly", "auditor").await.unwrap();
+    assert_eq!(granted.status(), 200);
+    assert!(granted.json::<Value>().await.unwrap()["position"]
+        .as_i64()
+        .is_some());
+    let again = grant("ledgerly", "auditor").await.unwrap();
+    assert_eq!(
+        error_code(again, StatusCode::CONFLICT).await,
+        "role_already_granted"
+    );
+    let unknown_role = grant("ledgerly", "owner").await.unwrap();
+    assert_eq!(
+        error_code(unknown_role, StatusCode::UNPROCESSABLE_ENTITY).await,
+        "validation_failed"
+    );
+    let nobody = grant("nobody", "auditor").await.unwrap();
+    assert_eq!(error_code(nobody, StatusCode::NOT_FOUND).await, "not_found");
+    let events = user_events(&app, "ledgerly").await;
+    assert_eq!(events.last().unwrap().event_type, "RoleGranted");
+    assert_eq!(events.last().unwrap().metadata["actor"], "chief");
 }
