@@ -93,6 +93,15 @@ pub struct Databases {
 }
 
 impl Databases {
+    /// Databases on the MariaDB server at `mysql_url`, and SQLite files in a new temporary
+    /// directory.
+    pub fn new(mysql_url: &str) -> Result<Self> {
+        Ok(Self {
+            mysql_server: mysql_url.trim_end_matches('/').to_string(),
+            sqlite_dir: tempfile::tempdir().context("a temporary directory for SQLite")?,
+        })
+    }
+
     /// An empty database for one run: dropped and recreated on MariaDB, a new file on SQLite.
     async fn fresh(&self, backend: Backend, variant: Variant, writers: usize) -> Result<String> {
         let name = variant.database_name();

@@ -3,8 +3,6 @@
 //! (a) plain sqlx single-row INSERT transactions, the limit, and (b) cqrs-es with its stock
 //! mysql-es store, the peer. Prints a Markdown table for the README; `--json` keeps the figures.
 
-mod contenders;
-mod driver;
 mod report;
 
 use std::path::PathBuf;
@@ -13,8 +11,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use contenders::{Backend, Databases, Variant};
-use report::{Machine, Report, Run};
+use marquee_bench::contenders::{self, Backend, Databases, Variant};
+use marquee_bench::driver;
+use marquee_bench::machine::Machine;
+use report::{Report, Run};
 
 #[derive(Debug, Parser)]
 #[command(about = "Event-store append throughput against plain sqlx and cqrs-es mysql-es")]
@@ -44,10 +44,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let databases = Databases {
-        mysql_server: args.mysql_url.trim_end_matches('/').to_string(),
-        sqlite_dir: tempfile::tempdir().context("a temporary directory for SQLite")?,
-    };
+    let databases = Databases::new(&args.mysql_url)?;
     let machine = Machine::probe(
         args.backends
             .contains(&Backend::Mariadb)
