@@ -338,7 +338,16 @@ pub async fn sign_in(
         Ok(result) => result.counter(),
         // The signature is good but the counter did not grow: the domain records the refusal.
         Err(WebauthnError::CredentialPossibleCompromise) => assertion_counter(credential),
-        Err(error) => return Err(refused(error)),
+        Err(error) => {
+            // Every sign-in attempt on an account is an event, the failed ones included.
+            let failed = UserCommand::RecordFailedPasskeySignIn {
+                ip: context.client_ip.map(|ip| ip.to_string()),
+                at: Utc::now(),
+            };
+            let id = UserId::for_username(&username);
+            execute(&state, id, failed, &context, Some(username.to_string())).await?;
+            return Err(refused(error));
+        }
     };
     let id = UserId::for_username(&username);
     let credential_id = encode_credential_id(credential.get_credential_id());

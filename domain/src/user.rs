@@ -58,6 +58,11 @@ pub enum UserCommand {
         ip: Option<String>,
         at: DateTime<Utc>,
     },
+    /// A passkey sign-in for this account whose assertion did not verify.
+    RecordFailedPasskeySignIn {
+        ip: Option<String>,
+        at: DateTime<Utc>,
+    },
     /// `by: None` is the operator bootstrapping the first admin from the CLI.
     GrantRole {
         role: Role,
@@ -94,6 +99,9 @@ pub enum LoginFailureReason {
     AccountLocked,
     /// The passkey's signature counter did not increase: the authenticator may have been cloned.
     CounterRegression,
+    /// The passkey assertion did not verify: a bad signature, no user verification, or a
+    /// credential this account does not have.
+    InvalidAssertion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -496,6 +504,16 @@ impl Aggregate for User {
             } => {
                 let user = self.state.as_ref().ok_or(UserError::UnknownUser)?;
                 user.sign_in_with_passkey(credential_id, counter, ip, at)
+            }
+            UserCommand::RecordFailedPasskeySignIn { ip, at } => {
+                self.state.as_ref().ok_or(UserError::UnknownUser)?;
+                Ok(vec![LoginFailed {
+                    method: LoginMethod::Passkey,
+                    reason: LoginFailureReason::InvalidAssertion,
+                    ip,
+                    at,
+                }
+                .into()])
             }
             UserCommand::GrantRole { role, by, at } => {
                 if self.registered()?.roles.contains(&role) {

@@ -682,3 +682,33 @@ fn payloads_are_bare_structs_with_lower_case_enums() {
     assert_eq!(registered["username"], json!("alice"));
     assert_eq!(LoginMethod::Passkey.as_str(), "passkey");
 }
+
+#[test]
+fn a_passkey_assertion_that_did_not_verify_is_recorded_and_counts_toward_no_lock() {
+    let failed = LoginFailed {
+        method: LoginMethod::Passkey,
+        reason: LoginFailureReason::InvalidAssertion,
+        ip: ip(),
+        at: at(1),
+    };
+    user_test()
+        .given(vec![registered()])
+        .when(UserCommand::RecordFailedPasskeySignIn {
+            ip: ip(),
+            at: at(1),
+        })
+        .then_expect_events(vec![failed.clone().into()]);
+    let mut user = User::default();
+    user.apply(registered());
+    for _ in 0..MAX_FAILED_SIGN_INS {
+        user.apply(failed.clone().into());
+    }
+    assert!(user.state().unwrap().recent_failed_sign_ins.is_empty());
+    user_test()
+        .given_no_previous_events()
+        .when(UserCommand::RecordFailedPasskeySignIn {
+            ip: ip(),
+            at: at(1),
+        })
+        .then_expect_error(UserError::UnknownUser);
+}

@@ -330,7 +330,10 @@ async fn sign_in_with_a_discoverable_credential(db: TestDatabase) {
         .await,
         "invalid_credentials"
     );
-    assert_eq!(user_events(&app, "mallory").await.len(), mallory_events);
+    // No session for anyone; the attempt on Mallory's account is on her record.
+    let events = user_events(&app, "mallory").await;
+    assert_eq!(events.len(), mallory_events + 1);
+    assert_eq!(last_event(&events).payload["reason"], "invalid_assertion");
 }
 
 async fn a_user_registers_a_second_passkey(db: TestDatabase) {
@@ -451,7 +454,13 @@ async fn the_user_must_be_verified(db: TestDatabase) {
         .await,
         "invalid_credentials"
     );
-    assert_eq!(user_events(&app, "ken").await.len(), registered);
+    // The refused attempt is on the record, as every sign-in attempt is.
+    let events = user_events(&app, "ken").await;
+    assert_eq!(events.len(), registered + 1);
+    let failed = events.last().unwrap();
+    assert_eq!(failed.event_type, "LoginFailed");
+    assert_eq!(failed.payload["reason"], "invalid_assertion");
+    assert_eq!(failed.payload["method"], "passkey");
 }
 
 async fn registration_needs_a_session(db: TestDatabase) {
