@@ -177,11 +177,6 @@ impl Database {
         Ok(new_head - count)
     }
 
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     pub async fn close(&self) {
         self.pool.close().await;
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sqlx::Row;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -93,7 +93,6 @@ struct Inner {
     db: Database,
     writer: mpsc::Sender<PendingAppend>,
     upcaster: Arc<dyn Upcaster>,
-    head: watch::Sender<i64>,
 }
 
 impl EventStore {
@@ -111,13 +110,11 @@ impl EventStore {
     /// Starts a store on a database whose migrations have been applied.
     pub async fn with_database(db: Database, upcaster: Arc<dyn Upcaster>) -> Result<Self> {
         let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
-        let (head, _) = watch::channel(read_head(&db).await?);
         let store = Self {
             inner: Arc::new(Inner {
                 db,
                 writer,
                 upcaster,
-                head,
             }),
         };
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
@@ -126,11 +123,7 @@ impl EventStore {
             Backend::Sqlite => 1,
         };
         for _ in 0..writers {
-            tokio::spawn(run_writer(
-                store.inner.db.clone(),
-                Arc::clone(&queue),
-                store.inner.head.clone(),
-            ));
+            tokio::spawn(run_writer(store.inner.db.clone(), Arc::clone(&queue)));
         }
         Ok(store)
     }
@@ -152,12 +145,6 @@ impl EventStore {
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
-    }
-
-    /// The last position committed through this process; changes wake waiting readers at once.
-    /// Commits from other processes are seen by `head()`.
-    pub fn watch_head(&self) -> watch::Receiver<i64> {
-        self.inner.head.subscribe()
     }
 
     /// The last committed position in the store, from every process.
@@ -296,11 +283,7 @@ pub(crate) async fn read_head(db: &Database) -> Result<i64> {
     )
 }
 
-async fn run_writer(
-    db: Database,
-    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingAppend>>>,
-    head: watch::Sender<i64>,
-) {
+async fn run_writer(db: Database, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingAppend>>>) {
     loop {
         // Everything queued while other batches were committing goes into this one.
         let batch = {
@@ -317,7 +300,8 @@ async fn run_writer(
             }
             batch
         };
-        let requests: Vec<AppendRequest> = batch.iter().map(|p| p.request.clone()).collect();
+        let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
+            batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         let outcomes = match commit_batch(&db, &requests, TipsOf::ExistingStreams).await {
             Ok(outcomes) => outcomes,
             Err(error) => {
@@ -332,23 +316,10 @@ async fn run_writer(
                 outcomes
             }
         };
-        let last = outcomes
-            .iter()
-            .filter_map(|o| o.as_ref().ok().map(|a| a.last_position))
-            .max();
-        if let Some(last) = last {
-            head.send_if_modified(|current| {
-                let moved = last > *current;
-                if moved {
-                    *current = last;
-                }
-                moved
-            });
-        }
-        debug!(appends = batch.len(), "group commit");
-        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        debug!(appends = requests.len(), "group commit");
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // A caller that gave up waiting is no reason to stop the writer.
-            let _ = pending.reply.send(outcome);
+            let _ = reply.send(outcome);
         }
     }
 }
@@ -390,15 +361,16 @@ async fn commit_batch(
     requests: &[AppendRequest],
     tips_of: TipsOf,
 ) -> Result<Vec<Result<Appended>>> {
-    let tips = stream_tips(db, requests, tips_of).await?;
+    let mut tips = stream_tips(db, requests, tips_of).await?;
     // Plan once to learn how many positions to take, then again at the real head.
-    let count = plan_batch(0, &mut tips.clone(), requests, now_micros()).new_head;
+    let dry_run = plan_batch(0, &mut tips.clone(), requests, now_micros());
+    let count = dry_run.new_head;
     if count == 0 {
-        return Ok(plan_batch(0, &mut tips.clone(), requests, now_micros()).outcomes);
+        return Ok(dry_run.outcomes);
     }
     let mut tx = db.begin_write().await?;
     let head = db.reserve_positions(&mut tx, count).await?;
-    let plan = plan_batch(head, &mut tips.clone(), requests, now_micros());
+    let plan = plan_batch(head, &mut tips, requests, now_micros());
     for chunk in plan.rows.chunks(ROWS_PER_INSERT) {
         insert_events(&mut tx, chunk).await?;
     }
