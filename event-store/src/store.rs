@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use sqlx::Row;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
@@ -93,6 +93,8 @@ struct Inner {
     db: Database,
     writer: mpsc::Sender<PendingAppend>,
     upcaster: Arc<dyn Upcaster>,
+    /// The last position this process committed: in-process readers wait on it instead of polling.
+    committed: watch::Sender<i64>,
 }
 
 impl EventStore {
@@ -110,11 +112,13 @@ impl EventStore {
     /// Starts a store on a database whose migrations have been applied.
     pub async fn with_database(db: Database, upcaster: Arc<dyn Upcaster>) -> Result<Self> {
         let (writer, queue) = mpsc::channel(4 * MAX_BATCH);
+        let (committed, _) = watch::channel(0);
         let store = Self {
             inner: Arc::new(Inner {
                 db,
                 writer,
                 upcaster,
+                committed,
             }),
         };
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
@@ -123,13 +127,23 @@ impl EventStore {
             Backend::Sqlite => 1,
         };
         for _ in 0..writers {
-            tokio::spawn(run_writer(store.inner.db.clone(), Arc::clone(&queue)));
+            tokio::spawn(run_writer(
+                store.inner.db.clone(),
+                Arc::clone(&queue),
+                store.inner.committed.clone(),
+            ));
         }
         Ok(store)
     }
 
     pub fn database(&self) -> &Database {
         &self.inner.db
+    }
+
+    /// Changes whenever this process commits events; its value is the last position committed here.
+    /// Appends by other processes do not show here: readers that must see them also poll.
+    pub fn commits(&self) -> watch::Receiver<i64> {
+        self.inner.committed.subscribe()
     }
 
     /// Appends one command's events to one stream, atomically, if the stream is still at
@@ -283,7 +297,11 @@ pub(crate) async fn read_head(db: &Database) -> Result<i64> {
     )
 }
 
-async fn run_writer(db: Database, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingAppend>>>) {
+async fn run_writer(
+    db: Database,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingAppend>>>,
+    committed: watch::Sender<i64>,
+) {
     loop {
         // Everything queued while other batches were committing goes into this one.
         let batch = {
@@ -317,6 +335,18 @@ async fn run_writer(db: Database, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<P
             }
         };
         debug!(appends = requests.len(), "group commit");
+        if let Some(last) = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .map(|appended| appended.last_position)
+            .max()
+        {
+            committed.send_if_modified(|head| {
+                let moved = last > *head;
+                *head = (*head).max(last);
+                moved
+            });
+        }
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             // A caller that gave up waiting is no reason to stop the writer.
             let _ = reply.send(outcome);

@@ -39,6 +39,8 @@ pub enum Command {
     Relay,
     /// Long-poll the projector queues and run the projector handlers.
     Project,
+    /// Create the SNS topics and SQS queues of the aws profile (local runs and tests).
+    Provision,
     /// Rebuild read models from the event store.
     Replay {
         /// Only this projection.
@@ -129,9 +131,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User {
             action: UserAction::Forget { .. },
         } => return not_yet("user forget", "8 (personal data and crypto-shredding)"),
-        Command::Relay => return not_yet("relay", "4 (event pipeline)"),
-        Command::Project => return not_yet("project", "4 (event pipeline)"),
-        Command::Replay { .. } => return not_yet("replay", "4 (event pipeline)"),
+        Command::Relay => crate::pipeline::relay(&settings).await?,
+        Command::Project => crate::pipeline::project(&settings).await?,
+        Command::Provision => crate::pipeline::provision(&settings).await?,
+        Command::Replay {
+            projection,
+            compare,
+        } => {
+            if compare {
+                if projection
+                    .as_deref()
+                    .is_some_and(|p| p != projectors::READ_MODELS)
+                {
+                    eprintln!("marquee replay --compare: only the read-models projection has rows to compare");
+                    return Ok(ExitCode::from(USAGE));
+                }
+                let same = crate::pipeline::compare(&settings).await?;
+                return Ok(if same {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            crate::pipeline::replay(&settings, projection.as_deref()).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

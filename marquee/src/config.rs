@@ -105,6 +105,43 @@ pub struct RawConfig {
         global = true
     )]
     pub sns_topic_prefix: String,
+    /// Milliseconds between the relay's (and embedded projectors') looks for events that other
+    /// processes committed.
+    #[arg(
+        long,
+        env = "MARQUEE_RELAY_POLL_MS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub relay_poll_ms: u64,
+    /// Seconds `marquee project` waits on an empty queue per long poll (SQS allows 0 to 20).
+    #[arg(
+        long,
+        env = "MARQUEE_QUEUE_WAIT_SECONDS",
+        default_value_t = 20,
+        global = true
+    )]
+    pub queue_wait_seconds: u64,
+    /// Seconds between maintenance runs inside `serve` in the embedded profile (the scheduler
+    /// Lambda's work: checkpoint, expired lockouts, lag metric, daily digest); 0 turns them off.
+    #[arg(
+        long,
+        env = "MARQUEE_MAINTENANCE_INTERVAL",
+        default_value_t = 60,
+        global = true
+    )]
+    pub maintenance_interval: u64,
+    /// Projection lag, in events, above which admins get an alert.
+    #[arg(long, env = "MARQUEE_LAG_ALERT", default_value_t = 1000, global = true)]
+    pub lag_alert: i64,
+    /// Failed sign-ins across all accounts within five minutes that raise an alert.
+    #[arg(
+        long,
+        env = "MARQUEE_FAILED_SIGN_IN_BURST",
+        default_value_t = 20,
+        global = true
+    )]
+    pub failed_sign_in_burst: i64,
 }
 
 /// Where poster images are kept.
@@ -135,6 +172,10 @@ pub struct Settings {
     /// Without a trailing slash; `None` means the store's own address.
     pub poster_base_url: Option<String>,
     pub sns_topic_prefix: String,
+    pub relay_poll: Duration,
+    pub queue_wait: Duration,
+    pub maintenance_interval: Option<Duration>,
+    pub pipeline: projectors::PipelineSettings,
 }
 
 impl Settings {
@@ -170,6 +211,11 @@ impl fmt::Debug for Settings {
             .field("sign_in_rate", &self.sign_in_rate)
             .field("posters", &self.posters)
             .field("poster_base_url", &self.poster_base_url)
+            .field("sns_topic_prefix", &self.sns_topic_prefix)
+            .field("relay_poll", &self.relay_poll)
+            .field("queue_wait", &self.queue_wait)
+            .field("maintenance_interval", &self.maintenance_interval)
+            .field("pipeline", &self.pipeline)
             .finish()
     }
 }
@@ -211,6 +257,14 @@ pub enum ConfigError {
     },
     #[error("MARQUEE_POSTER_BUCKET is used only in the aws profile; the embedded profile keeps posters under MARQUEE_DATA_DIR/posters")]
     PosterBucketOutsideAws,
+    #[error("MARQUEE_RELAY_POLL_MS must be between 1 and 60000, not {0}")]
+    BadRelayPoll(u64),
+    #[error("MARQUEE_QUEUE_WAIT_SECONDS must be between 0 and 20 (SQS long polling), not {0}")]
+    BadQueueWait(u64),
+    #[error("MARQUEE_LAG_ALERT must be at least 1 event, not {0}")]
+    BadLagAlert(i64),
+    #[error("MARQUEE_FAILED_SIGN_IN_BURST must be at least 2 failed sign-ins, not {0}")]
+    BadFailedSignInBurst(i64),
     #[error("MARQUEE_POSTER_BASE_URL {0:?} must be an http:// or https:// URL without query or fragment, such as https://d1234.cloudfront.net/posters")]
     BadPosterBaseUrl(String),
 }
@@ -290,6 +344,18 @@ impl RawConfig {
                 reason: "it exists and is not a directory".into(),
             });
         }
+        if !(1..=60_000).contains(&self.relay_poll_ms) {
+            return Err(ConfigError::BadRelayPoll(self.relay_poll_ms));
+        }
+        if self.queue_wait_seconds > 20 {
+            return Err(ConfigError::BadQueueWait(self.queue_wait_seconds));
+        }
+        if self.lag_alert < 1 {
+            return Err(ConfigError::BadLagAlert(self.lag_alert));
+        }
+        if self.failed_sign_in_burst < 2 {
+            return Err(ConfigError::BadFailedSignInBurst(self.failed_sign_in_burst));
+        }
         Ok(Settings {
             log_format: self.log_format.unwrap_or(match self.profile {
                 Profile::Embedded => LogFormat::Text,
@@ -312,6 +378,17 @@ impl RawConfig {
             posters,
             poster_base_url,
             sns_topic_prefix: self.sns_topic_prefix,
+            relay_poll: Duration::from_millis(self.relay_poll_ms),
+            queue_wait: Duration::from_secs(self.queue_wait_seconds),
+            maintenance_interval: (self.maintenance_interval > 0)
+                .then(|| Duration::from_secs(self.maintenance_interval)),
+            pipeline: projectors::PipelineSettings {
+                alert_rules: projectors::AlertRules {
+                    failed_sign_in_burst: self.failed_sign_in_burst,
+                    ..projectors::AlertRules::default()
+                },
+                lag_alert: self.lag_alert,
+            },
         })
     }
 }
@@ -401,6 +478,11 @@ mod tests {
             poster_bucket: None,
             poster_base_url: None,
             sns_topic_prefix: "marquee-".into(),
+            relay_poll_ms: 100,
+            queue_wait_seconds: 20,
+            maintenance_interval: 60,
+            lag_alert: 1000,
+            failed_sign_in_burst: 20,
         }
     }
 

@@ -7,19 +7,19 @@ mod operator;
 pub mod serve;
 pub mod telemetry;
 
-use std::sync::Arc;
+pub mod pipeline;
 
-use event_store::{Database, EventStore, Upcaster};
+use event_store::{Database, EventStore};
 
 use config::Settings;
 
-/// The domain's upcasters, as the store's read paths call them.
-pub fn upcaster() -> Arc<dyn Upcaster> {
-    Arc::new(
-        |event_type: &str, version: u32, payload: serde_json::Value| {
-            domain::upcast(event_type, version, payload).map_err(|e| e.to_string())
-        },
-    )
+/// The AWS SDK's configuration, pointed at `AWS_ENDPOINT_URL` when one is set.
+pub async fn aws_config(settings: &Settings) -> aws_config::SdkConfig {
+    let mut aws = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(endpoint) = &settings.aws_endpoint_url {
+        aws = aws.endpoint_url(endpoint);
+    }
+    aws.load().await
 }
 
 /// Connects to the configured database, creating the embedded data directory first.
@@ -39,5 +39,5 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<Database> {
 pub async fn open_store(settings: &Settings) -> anyhow::Result<EventStore> {
     let db = connect_database(settings).await?;
     db.migrate().await?;
-    Ok(EventStore::with_database(db, upcaster()).await?)
+    Ok(EventStore::with_database(db, projectors::domain_upcaster()).await?)
 }

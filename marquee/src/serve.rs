@@ -1,10 +1,10 @@
-//! `marquee serve`: the HTTP API and, in the background, the ledger's checkpoints.
+//! `marquee serve`: the HTTP API and, in the background, the ledger's checkpoints and (embedded
+//! profile) the projectors and the maintenance job.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
 use command_api::{
     AppState, DiskPosters, PosterStorage, S3Posters, SnsSubscriptions, SubscriptionDirectory,
     TableSubscriptions,
@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::config::{PosterStore, Settings};
+use crate::config::{PosterStore, Profile, Settings};
 
 /// A started app: where it listens, its store, and the handle to stop it.
 pub struct RunningApp {
@@ -55,6 +55,10 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
     if let Some(interval) = settings.checkpoint_interval {
         tokio::spawn(seal_checkpoints(store.clone(), interval, stopped.clone()));
     }
+    if settings.profile == Profile::Embedded {
+        let adapters = crate::pipeline::adapters(settings).await?;
+        crate::pipeline::start_embedded(&store, &adapters, settings, &stopped);
+    }
     let api_config = settings.api_config(address);
     let (posters, subscriptions) = adapters(settings, &store, &api_config.public_origin).await?;
     let state = AppState::new(store.clone(), api_config, posters, subscriptions)?;
@@ -89,11 +93,7 @@ async fn adapters(
             Arc::new(TableSubscriptions::new(store.database().pool().clone())),
         ),
         PosterStore::S3 { bucket } => {
-            let mut aws = aws_config::defaults(BehaviorVersion::latest());
-            if let Some(endpoint) = &settings.aws_endpoint_url {
-                aws = aws.endpoint_url(endpoint);
-            }
-            let aws = aws.load().await;
+            let aws = crate::aws_config(settings).await;
             let subscriptions = SnsSubscriptions::connect(&aws, &settings.sns_topic_prefix)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot reach the SNS topics: {e}"))?;

@@ -1,1 +1,43 @@
-//! placeholder
+//! Marquee's event pipeline. Stored events reach the projectors either straight from the store
+//! (embedded profile, replay) or through the relay and the bus (SNS FIFO → one SQS FIFO queue per
+//! projector, aws profile); the same guarded handlers run in both cases.
+
+pub mod aws;
+mod bus;
+mod engine;
+mod error;
+mod facts;
+mod maintenance;
+mod metrics;
+mod notifications;
+mod outbox;
+mod pipeline;
+mod read_models;
+mod relay;
+mod replay;
+mod sql;
+mod tail;
+
+pub use bus::{handle_messages, BusMessage};
+pub use engine::{statuses, Applied, Projection, ProjectionStatus, Projector, Source};
+pub use error::{ProjectorError, Result};
+pub use facts::{fact, Fact};
+pub use maintenance::{DeadLetterProbe, Maintenance, MaintenanceReport};
+pub use metrics::{
+    metric_for, LocalMetricSeries, MetricDatum, MetricPoint, MetricSink, Metrics, METRICS,
+    METRIC_NAMES, NAMESPACE,
+};
+pub use notifications::{
+    raise_alert, AlertRules, LogNotifier, Notification, Notifications, Notifier, Topic,
+    NOTIFICATIONS,
+};
+pub use outbox::Outbox;
+pub use pipeline::{
+    domain_upcaster, maintenance, projector, projectors, Adapters, PipelineSettings, PROJECTIONS,
+};
+pub use read_models::{
+    Difference, LoginRow, MovieRow, ReadModel, ReadModels, UserRow, READ_MODELS,
+};
+pub use relay::{EventPublisher, Relay, RELAY};
+pub use replay::{compare_read_models, replay, ReplayReport};
+pub use tail::tail;

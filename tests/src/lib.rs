@@ -3,11 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::Output;
+use std::time::Duration;
 
 use event_store::{Database, EventStore, PoolSettings};
 use marquee::config::{LogFormat, PosterStore, Profile, Settings};
 use marquee::serve::RunningApp;
 use sqlx::Executor;
+
+pub mod lambda_runtime;
 
 /// The MariaDB every machine here runs; the test command starts it when it is not running.
 pub fn mysql_server_url() -> String {
@@ -151,7 +154,11 @@ impl TestDatabase {
             },
             poster_base_url: None,
             // Each test its own SNS topics, so subscriptions never leak between tests.
-            sns_topic_prefix: format!("marquee-test-{}-", self.id),
+            sns_topic_prefix: self.sns_topic_prefix(),
+            relay_poll: Duration::from_millis(20),
+            queue_wait: Duration::from_secs(1),
+            maintenance_interval: None,
+            pipeline: projectors::PipelineSettings::default(),
         }
     }
 
@@ -206,11 +213,19 @@ impl TestDatabase {
             ("DATABASE_URL", self.url.clone()),
             ("MARQUEE_DATA_DIR", self.dir.path().display().to_string()),
             ("MARQUEE_LOG", "warn".to_string()),
+            ("MARQUEE_SNS_TOPIC_PREFIX", self.sns_topic_prefix()),
+            ("MARQUEE_RELAY_POLL_MS", "20".to_string()),
+            ("MARQUEE_QUEUE_WAIT_SECONDS", "1".to_string()),
         ];
         if let Some(bucket) = self.poster_bucket() {
             env.push(("MARQUEE_POSTER_BUCKET", bucket));
         }
         env
+    }
+
+    /// This test's own names for SNS topics and SQS queues.
+    pub fn sns_topic_prefix(&self) -> String {
+        format!("marquee-test-{}-", self.id)
     }
 
     /// Runs the real `marquee` binary against this database.
@@ -288,6 +303,26 @@ impl Drop for TestDatabase {
             });
         })
         .join();
+    }
+}
+
+/// Polls `check` until it yields a value or 10 s pass: for work the app finishes in the
+/// background (projections), never as a timing assertion.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -478,6 +513,64 @@ pub mod fixtures {
 
     fn encode(event: MovieEvent) -> NewEvent {
         encode_event(&event, None).expect("domain events encode")
+    }
+
+    /// Accepts exactly the password "right", whatever the hash: user fixtures skip argon2.
+    struct RightPassword;
+
+    impl domain::PasswordVerifier for RightPassword {
+        fn verify(&self, password: &str, _password_hash: &str) -> bool {
+            password == "right"
+        }
+    }
+
+    pub fn user_services() -> domain::UserServices {
+        domain::UserServices {
+            passwords: std::sync::Arc::new(RightPassword),
+        }
+    }
+
+    /// Runs a user command through the store as the API would; returns the stored events.
+    pub async fn user_command(
+        store: &event_store::EventStore,
+        username: &str,
+        command: domain::UserCommand,
+    ) -> Vec<event_store::RecordedEvent> {
+        let id = UserId::for_username(&Username::parse(username).unwrap());
+        let context = event_store::CommandContext {
+            metadata: EventMetadata {
+                correlation_id: uuid::Uuid::new_v4().to_string(),
+                client_ip: Some("192.0.2.7".into()),
+                ..EventMetadata::default()
+            },
+            data_subject: Some(id.to_string()),
+        };
+        store
+            .execute::<domain::User>(&id.to_string(), command, &user_services(), &context)
+            .await
+            .expect("the user command is accepted")
+            .appended
+            .map(|appended| appended.events)
+            .unwrap_or_default()
+    }
+
+    pub fn register(username: &str) -> domain::UserCommand {
+        let name = Username::parse(username).unwrap();
+        domain::UserCommand::Register {
+            id: UserId::for_username(&name),
+            username: name,
+            email: domain::Email::parse(&format!("{username}@example.com")).unwrap(),
+            password_hash: "not-a-real-hash".into(),
+            at: Utc::now(),
+        }
+    }
+
+    pub fn sign_in(password: &str) -> domain::UserCommand {
+        domain::UserCommand::SignInWithPassword {
+            password: password.into(),
+            ip: Some("192.0.2.7".into()),
+            at: Utc::now(),
+        }
     }
 
     pub fn movie_stream(id: MovieId) -> StreamId {

@@ -1,0 +1,144 @@
+//! Assembling the pipeline: the three projectors and the maintenance job over the adapters the
+//! profile chose, in one place shared by `marquee` and the Lambda functions.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use event_store::{EventStore, Upcaster};
+
+use crate::aws::{dead_letter_depth, CloudWatchMetrics, SnsNotifier, Topology};
+use crate::engine::Projector;
+use crate::error::{ProjectorError, Result};
+use crate::maintenance::{DeadLetterProbe, Maintenance};
+use crate::metrics::{LocalMetricSeries, MetricSink, Metrics, METRICS};
+use crate::notifications::{AlertRules, LogNotifier, Notifications, Notifier, NOTIFICATIONS};
+use crate::read_models::{ReadModels, READ_MODELS};
+
+/// Every projection, in the order they are started and listed.
+pub const PROJECTIONS: [&str; 3] = [READ_MODELS, METRICS, NOTIFICATIONS];
+
+/// Where effects go: chosen once at start-up.
+#[derive(Clone)]
+pub struct Adapters {
+    pub metrics: Arc<dyn MetricSink>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Only where there are queues (aws).
+    pub dead_letters: Option<Arc<dyn DeadLetterProbe>>,
+}
+
+impl Adapters {
+    /// The embedded profile's: a local metric series and notifications to the log.
+    pub fn local() -> Self {
+        Self {
+            metrics: Arc::new(LocalMetricSeries),
+            notifier: Arc::new(LogNotifier),
+            dead_letters: None,
+        }
+    }
+}
+
+impl Adapters {
+    /// The aws profile's: CloudWatch, SNS, and the projectors' dead-letter queues.
+    pub async fn aws(config: &aws_config::SdkConfig, topology: &Topology) -> Result<Self> {
+        Ok(Self {
+            metrics: Arc::new(CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(
+                config,
+            ))),
+            notifier: Arc::new(SnsNotifier::connect(config, topology).await?),
+            dead_letters: Some(Arc::new(SqsDeadLetters {
+                client: aws_sdk_sqs::Client::new(config),
+                topology: topology.clone(),
+            })),
+        })
+    }
+}
+
+/// The depth of every projector's dead-letter queue.
+struct SqsDeadLetters {
+    client: aws_sdk_sqs::Client,
+    topology: Topology,
+}
+
+#[async_trait]
+impl DeadLetterProbe for SqsDeadLetters {
+    async fn depths(&self) -> Result<Vec<(String, i64)>> {
+        let mut depths = Vec::new();
+        for projection in PROJECTIONS {
+            let depth = dead_letter_depth(&self.client, &self.topology, projection).await?;
+            depths.push((self.topology.dead_letter_queue(projection), depth));
+        }
+        Ok(depths)
+    }
+}
+
+/// Thresholds of the alerts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PipelineSettings {
+    pub alert_rules: AlertRules,
+    /// Projection lag, in events, above which admins are alerted.
+    pub lag_alert: i64,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self {
+            alert_rules: AlertRules::default(),
+            lag_alert: 1000,
+        }
+    }
+}
+
+/// The projector called `name`.
+pub fn projector(
+    store: &EventStore,
+    adapters: &Adapters,
+    settings: &PipelineSettings,
+    name: &str,
+) -> Result<Projector> {
+    let projection: Arc<dyn crate::Projection> = match name {
+        READ_MODELS => Arc::new(ReadModels),
+        METRICS => Arc::new(Metrics::new(Arc::clone(&adapters.metrics))),
+        NOTIFICATIONS => Arc::new(Notifications::new(
+            Arc::clone(&adapters.notifier),
+            settings.alert_rules,
+        )),
+        other => return Err(ProjectorError::UnknownProjection(other.to_owned())),
+    };
+    Ok(Projector::new(store.clone(), projection))
+}
+
+/// All three projectors.
+pub fn projectors(
+    store: &EventStore,
+    adapters: &Adapters,
+    settings: &PipelineSettings,
+) -> Vec<Projector> {
+    PROJECTIONS
+        .iter()
+        .map(|name| projector(store, adapters, settings, name).expect("PROJECTIONS are all known"))
+        .collect()
+}
+
+/// The periodic job over all three projectors.
+pub fn maintenance(
+    store: &EventStore,
+    adapters: &Adapters,
+    settings: &PipelineSettings,
+) -> Maintenance {
+    Maintenance::new(
+        store.clone(),
+        projectors(store, adapters, settings),
+        Arc::clone(&adapters.metrics),
+        adapters.dead_letters.clone(),
+        settings.lag_alert,
+    )
+}
+
+/// The domain's upcasters, as the store's read paths call them.
+pub fn domain_upcaster() -> Arc<dyn Upcaster> {
+    Arc::new(
+        |event_type: &str, version: u32, payload: serde_json::Value| {
+            domain::upcast(event_type, version, payload).map_err(|e| e.to_string())
+        },
+    )
+}
