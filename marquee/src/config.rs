@@ -105,6 +105,15 @@ pub struct RawConfig {
         global = true
     )]
     pub sns_topic_prefix: String,
+    /// CloudWatch namespace of the metrics (aws profile); another one keeps a second deployment
+    /// in the same account apart.
+    #[arg(
+        long,
+        env = "MARQUEE_METRICS_NAMESPACE",
+        default_value = "Marquee",
+        global = true
+    )]
+    pub metrics_namespace: String,
     /// Milliseconds between the relay's (and embedded projectors') looks for events that other
     /// processes committed.
     #[arg(
@@ -172,6 +181,7 @@ pub struct Settings {
     /// Without a trailing slash; `None` means the store's own address.
     pub poster_base_url: Option<String>,
     pub sns_topic_prefix: String,
+    pub metrics_namespace: String,
     pub relay_poll: Duration,
     pub queue_wait: Duration,
     pub maintenance_interval: Option<Duration>,
@@ -212,6 +222,7 @@ impl fmt::Debug for Settings {
             .field("posters", &self.posters)
             .field("poster_base_url", &self.poster_base_url)
             .field("sns_topic_prefix", &self.sns_topic_prefix)
+            .field("metrics_namespace", &self.metrics_namespace)
             .field("relay_poll", &self.relay_poll)
             .field("queue_wait", &self.queue_wait)
             .field("maintenance_interval", &self.maintenance_interval)
@@ -257,6 +268,8 @@ pub enum ConfigError {
     },
     #[error("MARQUEE_POSTER_BUCKET is used only in the aws profile; the embedded profile keeps posters under MARQUEE_DATA_DIR/posters")]
     PosterBucketOutsideAws,
+    #[error("MARQUEE_METRICS_NAMESPACE {0:?} must be 1 to 255 characters of letters, digits and . - _ / # :")]
+    BadMetricsNamespace(String),
     #[error("MARQUEE_RELAY_POLL_MS must be between 1 and 60000, not {0}")]
     BadRelayPoll(u64),
     #[error("MARQUEE_QUEUE_WAIT_SECONDS must be between 0 and 20 (SQS long polling), not {0}")]
@@ -344,6 +357,12 @@ impl RawConfig {
                 reason: "it exists and is not a directory".into(),
             });
         }
+        let namespace_char = |c: char| c.is_ascii_alphanumeric() || ".-_/#:".contains(c);
+        if !(1..=255).contains(&self.metrics_namespace.len())
+            || !self.metrics_namespace.chars().all(namespace_char)
+        {
+            return Err(ConfigError::BadMetricsNamespace(self.metrics_namespace));
+        }
         if !(1..=60_000).contains(&self.relay_poll_ms) {
             return Err(ConfigError::BadRelayPoll(self.relay_poll_ms));
         }
@@ -378,6 +397,7 @@ impl RawConfig {
             posters,
             poster_base_url,
             sns_topic_prefix: self.sns_topic_prefix,
+            metrics_namespace: self.metrics_namespace,
             relay_poll: Duration::from_millis(self.relay_poll_ms),
             queue_wait: Duration::from_secs(self.queue_wait_seconds),
             maintenance_interval: (self.maintenance_interval > 0)
@@ -478,6 +498,7 @@ mod tests {
             poster_bucket: None,
             poster_base_url: None,
             sns_topic_prefix: "marquee-".into(),
+            metrics_namespace: "Marquee".into(),
             relay_poll_ms: 100,
             queue_wait_seconds: 20,
             maintenance_interval: 60,

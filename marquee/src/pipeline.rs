@@ -22,6 +22,7 @@ pub async fn adapters(settings: &Settings) -> anyhow::Result<Adapters> {
 /// The SNS and SQS names of this deployment.
 pub fn topology(settings: &Settings) -> projectors::aws::Topology {
     projectors::aws::Topology::new(&settings.sns_topic_prefix)
+        .with_metrics_namespace(&settings.metrics_namespace)
 }
 
 /// Embedded profile: every projector tails the store, and maintenance runs on a timer.

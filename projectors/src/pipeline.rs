@@ -41,9 +41,10 @@ impl Adapters {
     /// The aws profile's: CloudWatch, SNS, and the projectors' dead-letter queues.
     pub async fn aws(config: &aws_config::SdkConfig, topology: &Topology) -> Result<Self> {
         Ok(Self {
-            metrics: Arc::new(CloudWatchMetrics::new(aws_sdk_cloudwatch::Client::new(
-                config,
-            ))),
+            metrics: Arc::new(CloudWatchMetrics::new(
+                aws_sdk_cloudwatch::Client::new(config),
+                topology.metrics_namespace.clone(),
+            )),
             notifier: Arc::new(SnsNotifier::connect(config, topology).await?),
             dead_letters: Some(Arc::new(SqsDeadLetters {
                 client: aws_sdk_sqs::Client::new(config),

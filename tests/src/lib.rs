@@ -155,6 +155,7 @@ impl TestDatabase {
             poster_base_url: None,
             // Each test its own SNS topics, so subscriptions never leak between tests.
             sns_topic_prefix: self.sns_topic_prefix(),
+            metrics_namespace: self.metrics_namespace(),
             relay_poll: Duration::from_millis(20),
             queue_wait: Duration::from_secs(1),
             maintenance_interval: None,
@@ -214,6 +215,7 @@ impl TestDatabase {
             ("MARQUEE_DATA_DIR", self.dir.path().display().to_string()),
             ("MARQUEE_LOG", "warn".to_string()),
             ("MARQUEE_SNS_TOPIC_PREFIX", self.sns_topic_prefix()),
+            ("MARQUEE_METRICS_NAMESPACE", self.metrics_namespace()),
             ("MARQUEE_RELAY_POLL_MS", "20".to_string()),
             ("MARQUEE_QUEUE_WAIT_SECONDS", "1".to_string()),
         ];
@@ -226,6 +228,11 @@ impl TestDatabase {
     /// This test's own names for SNS topics and SQS queues.
     pub fn sns_topic_prefix(&self) -> String {
         format!("marquee-test-{}-", self.id)
+    }
+
+    /// This test's own CloudWatch namespace: tests share the emulator's account.
+    pub fn metrics_namespace(&self) -> String {
+        format!("Marquee-test-{}", self.id)
     }
 
     /// Runs the real `marquee` binary against this database.

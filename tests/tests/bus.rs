@@ -3,19 +3,10 @@
 //! its AWS resources with a prefix of its own, so tests running side by side never meet.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_cloudwatch::config::interceptors::{
-    BeforeDeserializationInterceptorContextMut, BeforeSerializationInterceptorContextMut,
-    BeforeTransmitInterceptorContextMut,
-};
-use aws_sdk_cloudwatch::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_cloudwatch::error::BoxError;
-use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataInput;
-use aws_sdk_s3::primitives::SdkBody;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use chrono::Utc;
 use event_store::{EventStore, RecordedEvent};
@@ -372,131 +363,28 @@ async fn a_relay_that_crashed_before_its_checkpoint_has_no_duplicate_effect() {
     assert_eq!(movie_versions(&store).await, versions);
 }
 
-/// moto (5.2) speaks CloudWatch's JSON and query protocols but not the RPC v2 CBOR that the Rust
-/// SDK sends (it answers 404), so this test's client turns PutMetricData into the JSON protocol on
-/// its way to moto and hands the SDK CBOR's empty map back. It also puts every call into a moto
-/// account of the test's own: metrics have no prefix, and other tests count the same names.
-#[derive(Debug)]
-struct MotoCloudWatch {
-    account: String,
-    /// The JSON of the call being made, from its input to its request (one call at a time).
-    json: Mutex<Option<String>>,
-    /// PutMetricData calls made.
-    calls: Arc<AtomicUsize>,
-}
-
-impl Intercept for MotoCloudWatch {
-    fn name(&self) -> &'static str {
-        "MotoCloudWatch"
-    }
-
-    fn modify_before_serialization(
-        &self,
-        context: &mut BeforeSerializationInterceptorContextMut<'_>,
-        _components: &RuntimeComponents,
-        _config: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let input = context
-            .input()
-            .downcast_ref::<PutMetricDataInput>()
-            .ok_or("only PutMetricData goes through this bridge")?;
-        let data: Vec<serde_json::Value> = input
-            .metric_data()
-            .iter()
-            .map(|datum| {
-                serde_json::json!({
-                    "MetricName": datum.metric_name(),
-                    "Value": datum.value(),
-                    "Unit": datum.unit().map(|unit| unit.as_str()),
-                    "Timestamp": datum.timestamp().map(|at| at.as_secs_f64()),
-                })
-            })
-            .collect();
-        let json = serde_json::json!({"Namespace": input.namespace(), "MetricData": data});
-        *self.json.lock().unwrap() = Some(json.to_string());
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    fn modify_before_signing(
-        &self,
-        context: &mut BeforeTransmitInterceptorContextMut<'_>,
-        _components: &RuntimeComponents,
-        _config: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let body = self
-            .json
-            .lock()
-            .unwrap()
-            .take()
-            .ok_or("no PutMetricData input")?;
-        let request = context.request_mut();
-        let root = format!("{}/", request.uri().split("/service/").next().unwrap());
-        request.set_uri(root)?;
-        let headers = request.headers_mut();
-        headers.remove("smithy-protocol");
-        headers.insert("content-type", "application/x-amz-json-1.0");
-        headers.insert(
-            "x-amz-target",
-            "GraniteServiceVersion20100801.PutMetricData",
-        );
-        headers.insert("content-length", body.len().to_string());
-        headers.insert("x-moto-account-id", self.account.clone());
-        *request.body_mut() = SdkBody::from(body);
-        Ok(())
-    }
-
-    fn modify_before_deserialization(
-        &self,
-        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
-        _components: &RuntimeComponents,
-        _config: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let response = context.response_mut();
-        if response.status().is_success() {
-            *response.body_mut() = SdkBody::from(vec![0xA0]);
-        }
-        Ok(())
-    }
-}
-
-/// The sum of a metric over the last and the next hour, read in the JSON protocol moto speaks.
-async fn metric_sum(account: &str, name: &str) -> f64 {
+/// The sum of a metric over the last and the next hour, read back through CloudWatch's API.
+async fn metric_sum(client: &aws_sdk_cloudwatch::Client, namespace: &str, name: &str) -> f64 {
     let now = Utc::now().timestamp();
-    let request = serde_json::json!({
-        "Namespace": projectors::NAMESPACE,
-        "MetricName": name,
-        "StartTime": now - 3600,
-        "EndTime": now + 3600,
-        "Period": 60,
-        "Statistics": ["Sum"],
-    });
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/", moto_endpoint()))
-        // moto picks the service from the credential scope and does not check the signature.
-        .header(
-            "authorization",
-            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/monitoring/aws4_request, \
-             SignedHeaders=host, Signature=0",
-        )
-        .header("content-type", "application/x-amz-json-1.0")
-        .header(
-            "x-amz-target",
-            "GraniteServiceVersion20100801.GetMetricStatistics",
-        )
-        .header("x-moto-account-id", account)
-        .body(request.to_string())
+    let answer = client
+        .get_metric_statistics()
+        .namespace(namespace)
+        .metric_name(name)
+        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+            now - 3600,
+        ))
+        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+            now + 3600,
+        ))
+        .period(60)
+        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    answer["Datapoints"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{answer}"))
+    answer
+        .datapoints()
         .iter()
-        .filter_map(|point| point["Sum"].as_f64())
+        .filter_map(|point| point.sum())
         .sum()
 }
 
@@ -505,26 +393,20 @@ async fn cloudwatch_receives_each_count_once() {
     let db = TestDatabase::new(Backend::MySql).await;
     let store = db.store().await;
     let config = sdk_config().await;
-    let account = format!("{:012}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000_000);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
-        aws_sdk_cloudwatch::config::Builder::from(&config)
-            .interceptor(MotoCloudWatch {
-                account: account.clone(),
-                json: Mutex::new(None),
-                calls: calls.clone(),
-            })
-            .build(),
-    );
+    // A namespace of its own: tests share the emulator's account.
+    let namespace = format!("Marquee-test-{}", uuid::Uuid::new_v4());
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
     movies_with_history(&store, 3).await;
     let projector = Projector::new(
         store.clone(),
-        Arc::new(Metrics::new(Arc::new(CloudWatchMetrics::new(cloudwatch)))),
+        Arc::new(Metrics::new(Arc::new(CloudWatchMetrics::new(
+            cloudwatch.clone(),
+            namespace.clone(),
+        )))),
     );
 
-    // Applying flushes after the commit: nine datums, one call.
+    // Applying flushes after the commit.
     assert_eq!(projector.catch_up(100).await.unwrap(), 9);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
     let outbox = Outbox::new("cloudwatch");
     assert_eq!(
         outbox.pending(store.database()).await.unwrap(),
@@ -532,13 +414,28 @@ async fn cloudwatch_receives_each_count_once() {
         "{:?}",
         statuses(&store).await.unwrap()
     );
-    assert_eq!(metric_sum(&account, "MoviesAdded").await, 3.0);
-    assert_eq!(metric_sum(&account, "MoviesUpdated").await, 6.0);
+    assert_eq!(
+        metric_sum(&cloudwatch, &namespace, "MoviesAdded").await,
+        3.0
+    );
+    assert_eq!(
+        metric_sum(&cloudwatch, &namespace, "MoviesUpdated").await,
+        6.0
+    );
 
+    // Redelivered events and a second flush send nothing more.
+    let events = store.read_all(0, 100).await.unwrap();
+    let again = projector.apply(events, Source::Bus).await.unwrap();
+    assert_eq!(again.duplicates, 9);
     projector.deliver().await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "nothing left to send");
-    assert_eq!(metric_sum(&account, "MoviesAdded").await, 3.0);
-    assert_eq!(metric_sum(&account, "MoviesUpdated").await, 6.0);
+    assert_eq!(
+        metric_sum(&cloudwatch, &namespace, "MoviesAdded").await,
+        3.0
+    );
+    assert_eq!(
+        metric_sum(&cloudwatch, &namespace, "MoviesUpdated").await,
+        6.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 
 use super::aws_error;
 use crate::error::Result;
-use crate::metrics::{MetricDatum, MetricSink, NAMESPACE};
+use crate::metrics::{MetricDatum, MetricSink};
 use crate::outbox::Outbox;
 use crate::sql::Tx;
 
@@ -28,14 +28,19 @@ const _: () = assert!(MAX_DATUMS_PER_CALL * MAX_DATUM_BYTES <= MAX_PAYLOAD_BYTES
 const OLDEST_ACCEPTED: TimeDelta = TimeDelta::days(14);
 
 /// The aws profile's metric sink: datums go into the outbox with the projection's transaction
-/// and to CloudWatch (namespace `Marquee`, no dimensions) after it commits.
+/// and to CloudWatch (namespace `Marquee` unless configured otherwise, no dimensions) after it
+/// commits.
 pub struct CloudWatchMetrics {
     client: aws_sdk_cloudwatch::Client,
+    namespace: String,
 }
 
 impl CloudWatchMetrics {
-    pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
-        Self { client }
+    pub fn new(client: aws_sdk_cloudwatch::Client, namespace: impl Into<String>) -> Self {
+        Self {
+            client,
+            namespace: namespace.into(),
+        }
     }
 
     async fn put(&self, datums: Vec<MetricDatum>) -> Result<()> {
@@ -66,7 +71,7 @@ impl CloudWatchMetrics {
             .collect();
         self.client
             .put_metric_data()
-            .namespace(NAMESPACE)
+            .namespace(&self.namespace)
             .set_metric_data(Some(data))
             .send()
             .await

@@ -23,6 +23,9 @@ const DEAD_LETTER_RETENTION_SECONDS: u32 = 14 * 24 * 60 * 60;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub prefix: String,
+    /// The CloudWatch namespace of the metrics (`Marquee`; another one separates a deployment
+    /// that shares the account, such as staging or a test).
+    pub metrics_namespace: String,
 }
 
 impl Topology {
@@ -32,6 +35,14 @@ impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
         Self {
             prefix: prefix.into(),
+            metrics_namespace: crate::metrics::NAMESPACE.to_owned(),
+        }
+    }
+
+    pub fn with_metrics_namespace(self, namespace: impl Into<String>) -> Self {
+        Self {
+            metrics_namespace: namespace.into(),
+            ..self
         }
     }
 
