@@ -40,6 +40,8 @@ impl SqsConsumer {
     /// Receives, projects and deletes until `stop` turns true; errors are logged and retried.
     pub async fn run(&self, projector: &Projector, mut stop: watch::Receiver<bool>) {
         let mut backoff = Backoff::default();
+        // Effects a previous process committed but did not get to send.
+        projector.deliver().await;
         loop {
             if *stop.borrow_and_update() {
                 break;
