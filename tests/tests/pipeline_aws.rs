@@ -40,8 +40,12 @@ async fn metric_sum(db: &TestDatabase, name: &str) -> f64 {
         .get_metric_statistics()
         .namespace(db.metrics_namespace())
         .metric_name(name)
-        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now - 3600))
-        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(now + 3600))
+        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+            now - 3600,
+        ))
+        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
+            now + 3600,
+        ))
         .period(60)
         .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
         .send()
@@ -197,4 +201,93 @@ async fn killed_relay_and_projectors_lose_nothing_and_count_nothing_twice() {
     assert!(verified.status.success(), "{verified:?}");
     drop(relay);
     drop(project);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_message_is_dead_lettered_and_admins_are_alerted() {
+    let (db, app) = setup().await;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .load()
+        .await;
+    let topology = projectors::aws::Topology::new(db.sns_topic_prefix())
+        .with_metrics_namespace(db.metrics_namespace());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = projectors::aws::queue_url(&sqs, &topology.queue(projectors::READ_MODELS))
+        .await
+        .unwrap();
+    // Redelivery at once instead of after 30 s, so the five receives take no time.
+    sqs.set_queue_attributes()
+        .queue_url(&queue)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "0",
+        )
+        .send()
+        .await
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body("{\"not\": \"an event\"}")
+        .message_group_id("poison")
+        .message_deduplication_id("poison-1")
+        .send()
+        .await
+        .unwrap();
+    let _relay = start(&db, "relay");
+    let _project = start(&db, "project");
+    let token = app.signed_in("pia").await;
+    app.add_movie(&token, "Stalker").await;
+
+    eventually("the good movie in the read model", || async {
+        (movies_in_read_model(&app).await == 1).then_some(())
+    })
+    .await;
+    eventually("the poison message in the dead-letter queue", || {
+        let (sqs, topology) = (sqs.clone(), topology.clone());
+        async move {
+            let depth =
+                projectors::aws::dead_letter_depth(&sqs, &topology, projectors::READ_MODELS)
+                    .await
+                    .unwrap();
+            (depth == 1).then_some(())
+        }
+    })
+    .await;
+    let store = app.app.store.clone();
+    let adapters = projectors::Adapters::aws(&config, &topology).await.unwrap();
+    let maintenance =
+        projectors::maintenance(&store, &adapters, &projectors::PipelineSettings::default());
+    let report = maintenance.run(chrono::Utc::now()).await.unwrap();
+    let dead_letter_queue = topology.dead_letter_queue(projectors::READ_MODELS);
+    assert!(
+        report
+            .dead_letters
+            .contains(&(dead_letter_queue.clone(), 1)),
+        "{report:?}"
+    );
+    let alerts = published(&db, "alerts").await;
+    let alert = alerts
+        .iter()
+        .find(|sent| {
+            sent[1]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&dead_letter_queue)
+        })
+        .unwrap_or_else(|| panic!("no dead-letter alert in {alerts:?}"));
+    assert_eq!(alert[2], "Marquee: messages in a dead-letter queue");
+    // A second run in the same hour does not repeat the alert.
+    maintenance.run(chrono::Utc::now()).await.unwrap();
+    let repeated = published(&db, "alerts").await;
+    let count = |sent: &[serde_json::Value]| {
+        sent.iter()
+            .filter(|s| {
+                s[1].as_str()
+                    .unwrap_or_default()
+                    .contains(&dead_letter_queue)
+            })
+            .count()
+    };
+    assert_eq!(count(&repeated), 1);
 }
