@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use crate::error::{ProjectorError, Result};
 use crate::sql::{self, insert_rows, placeholders, OnConflict, Tx, Value};
+use crate::status;
 
 /// One consumer of the event log with its own tables and checkpoints.
 #[async_trait]
@@ -177,7 +178,7 @@ impl Projector {
             .await?;
         }
         if let Some(position) = outcome.last_position {
-            self.advance(&mut tx, db.backend(), position).await?;
+            status::advance(&mut *tx, db.backend(), self.name(), position).await?;
         }
         tx.commit().await?;
         debug!(
@@ -212,42 +213,12 @@ impl Projector {
 
     /// The highest position applied so far.
     pub async fn position(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT position FROM projection_status WHERE name = ?")
-            .bind(self.name())
-            .fetch_optional(self.store.database().pool())
-            .await?;
-        Ok(match row {
-            Some(row) => row.try_get(0)?,
-            None => 0,
-        })
+        status::position(self.store.database(), self.name()).await
     }
 
     /// Keeps the latest failure where operators (and the `projections` query) see it.
     pub async fn record_error(&self, error: &str) {
-        let message: String = error.chars().take(1000).collect();
-        let result = sqlx::query(
-            "UPDATE projection_status SET last_error = ?, updated_at = ? WHERE name = ?",
-        )
-        .bind(&message)
-        .bind(format_timestamp(Utc::now()))
-        .bind(self.name())
-        .execute(self.store.database().pool())
-        .await;
-        let inserted = match result {
-            Ok(done) if done.rows_affected() == 0 => sqlx::query(
-                "INSERT INTO projection_status (name, position, last_error, updated_at) VALUES (?, 0, ?, ?)",
-            )
-            .bind(self.name())
-            .bind(&message)
-            .bind(format_timestamp(Utc::now()))
-            .execute(self.store.database().pool())
-            .await
-            .map(|_| ()),
-            other => other.map(|_| ()),
-        };
-        if let Err(db_error) = inserted {
-            warn!(projection = self.name(), %db_error, "could not record the projection's error");
-        }
+        status::record_error(self.store.database(), self.name(), error).await;
     }
 
     async fn lock_guards(
@@ -300,29 +271,6 @@ impl Projector {
             }
         }
         Ok(guards)
-    }
-
-    async fn advance(&self, tx: &mut Tx, backend: Backend, position: i64) -> Result<()> {
-        let now = format_timestamp(Utc::now());
-        let sql_text = match backend {
-            Backend::Sqlite => {
-                "INSERT INTO projection_status (name, position, last_error, updated_at) VALUES (?, ?, NULL, ?) \
-                 ON CONFLICT (name) DO UPDATE SET position = MAX(position, excluded.position), \
-                 last_error = NULL, updated_at = excluded.updated_at"
-            }
-            Backend::MySql => {
-                "INSERT INTO projection_status (name, position, last_error, updated_at) VALUES (?, ?, NULL, ?) \
-                 ON DUPLICATE KEY UPDATE position = GREATEST(position, VALUES(position)), \
-                 last_error = NULL, updated_at = VALUES(updated_at)"
-            }
-        };
-        sqlx::query(sql_text)
-            .bind(self.name())
-            .bind(position)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@ mod read_models;
 mod relay;
 mod replay;
 mod sql;
+mod status;
 mod tail;
 
 pub use bus::{handle_messages, BusMessage};

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
-use event_store::{format_timestamp, Backend, EventStore, RecordedEvent};
-use sqlx::Row;
+use event_store::{EventStore, RecordedEvent};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::error::Result;
+use crate::status;
 
 /// The relay's row in `projection_status`.
 pub const RELAY: &str = "relay";
@@ -88,60 +87,16 @@ impl Relay {
 
     /// The last position published.
     pub async fn checkpoint(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT position FROM projection_status WHERE name = ?")
-            .bind(RELAY)
-            .fetch_optional(self.store.database().pool())
-            .await?;
-        Ok(match row {
-            Some(row) => row.try_get(0)?,
-            None => 0,
-        })
+        status::position(self.store.database(), RELAY).await
     }
 
     async fn advance(&self, position: i64) -> Result<()> {
-        let sql = match self.store.database().backend() {
-            Backend::Sqlite => {
-                "INSERT INTO projection_status (name, position, last_error, updated_at) VALUES (?, ?, NULL, ?) \
-                 ON CONFLICT (name) DO UPDATE SET position = MAX(position, excluded.position), \
-                 last_error = NULL, updated_at = excluded.updated_at"
-            }
-            Backend::MySql => {
-                "INSERT INTO projection_status (name, position, last_error, updated_at) VALUES (?, ?, NULL, ?) \
-                 ON DUPLICATE KEY UPDATE position = GREATEST(position, VALUES(position)), \
-                 last_error = NULL, updated_at = VALUES(updated_at)"
-            }
-        };
-        sqlx::query(sql)
-            .bind(RELAY)
-            .bind(position)
-            .bind(format_timestamp(Utc::now()))
-            .execute(self.store.database().pool())
-            .await?;
-        Ok(())
+        let db = self.store.database();
+        status::advance(db.pool(), db.backend(), RELAY, position).await
     }
 
     async fn record_error(&self, error: &str) {
-        let message: String = error.chars().take(1000).collect();
-        let sql = match self.store.database().backend() {
-            Backend::Sqlite => {
-                "INSERT INTO projection_status (name, position, last_error, updated_at) VALUES (?, 0, ?, ?) \
-                 ON CONFLICT (name) DO UPDATE SET last_error = excluded.last_error, \
-                 updated_at = excluded.updated_at"
-            }
-            Backend::MySql => {
-                "INSERT INTO projection_status (name, position, last_error, updated_at) VALUES (?, 0, ?, ?) \
-                 ON DUPLICATE KEY UPDATE last_error = VALUES(last_error), updated_at = VALUES(updated_at)"
-            }
-        };
-        let recorded = sqlx::query(sql)
-            .bind(RELAY)
-            .bind(&message)
-            .bind(format_timestamp(Utc::now()))
-            .execute(self.store.database().pool())
-            .await;
-        if let Err(db_error) = recorded {
-            warn!(%db_error, "could not record the relay's error");
-        }
+        status::record_error(self.store.database(), RELAY, error).await;
     }
 }
 
