@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use event_store::{Backend, EventStore};
 use sqlx::Row;
 
-use crate::engine::{lock_status, Projector};
+use crate::engine::{lock_status, Projector, Source};
 use crate::error::{ProjectorError, Result};
 use crate::facts::fact;
 use crate::read_models::{Difference, ReadModel, READ_MODELS};
@@ -46,14 +46,33 @@ pub async fn replay(projector: &Projector) -> Result<ReplayReport> {
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let mut events = 0;
-    loop {
-        let count = projector.catch_up(REPLAY_PAGE).await?;
-        events += count;
-        if count < REPLAY_PAGE as usize {
-            break;
+    // The next page is read while this one is applied: reading and writing overlap.
+    let (pages, mut next_page) = tokio::sync::mpsc::channel(2);
+    let store = projector.store().clone();
+    let reader = tokio::spawn(async move {
+        let mut after = 0;
+        loop {
+            let page = store.read_all(after, REPLAY_PAGE).await;
+            let last = page
+                .as_ref()
+                .ok()
+                .and_then(|events| events.last().map(|e| e.position));
+            let full = page
+                .as_ref()
+                .is_ok_and(|events| events.len() == REPLAY_PAGE as usize);
+            if pages.send(page).await.is_err() || !full {
+                return;
+            }
+            after = last.unwrap_or(after);
         }
+    });
+    let mut events = 0;
+    while let Some(page) = next_page.recv().await {
+        let page = page?;
+        events += page.len();
+        projector.apply(page, Source::Store).await?;
     }
+    reader.await?;
     Ok(ReplayReport {
         projection: name,
         events,
