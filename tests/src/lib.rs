@@ -333,6 +333,68 @@ where
     }
 }
 
+/// Reading back what the app sent to the AWS emulator.
+pub mod moto {
+    use aws_config::{BehaviorVersion, SdkConfig};
+    use chrono::{TimeDelta, Utc};
+
+    /// The SDK configuration every test client uses: the emulator, the test credentials.
+    pub async fn sdk_config() -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(super::moto_endpoint())
+            .load()
+            .await
+    }
+
+    /// The sum of a metric over the last and the next hour, read back through CloudWatch's API.
+    pub async fn metric_sum(
+        client: &aws_sdk_cloudwatch::Client,
+        namespace: &str,
+        name: &str,
+    ) -> f64 {
+        let now = Utc::now();
+        let at = |t: chrono::DateTime<Utc>| {
+            aws_sdk_cloudwatch::primitives::DateTime::from_secs(t.timestamp())
+        };
+        client
+            .get_metric_statistics()
+            .namespace(namespace)
+            .metric_name(name)
+            .start_time(at(now - TimeDelta::hours(1)))
+            .end_time(at(now + TimeDelta::hours(1)))
+            .period(60)
+            .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .send()
+            .await
+            .unwrap()
+            .datapoints()
+            .iter()
+            .filter_map(|point| point.sum())
+            .sum()
+    }
+
+    /// Every message moto recorded as published to the SNS topic named `topic_name`, as
+    /// `[id, message, subject, attributes, group]` (from `/moto-api/data.json`).
+    pub async fn published(topic_name: &str) -> Vec<serde_json::Value> {
+        let data: serde_json::Value =
+            reqwest::get(format!("{}/moto-api/data.json", super::moto_endpoint()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let suffix = format!(":{topic_name}");
+        // moto lists a topic again for each CreateTopic call: gather its messages from all.
+        data["sns"]["Topic"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["arn"].as_str().unwrap_or_default().ends_with(&suffix))
+            .flat_map(|t| t["sent_notifications"].as_array().unwrap().clone())
+            .collect()
+    }
+}
+
 /// The app under test and where to reach it.
 pub struct TestApp {
     pub base_url: String,

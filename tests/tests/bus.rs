@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
 use chrono::Utc;
 use event_store::{EventStore, RecordedEvent};
 use marquee_tests::fixtures::{append, movie_added, movie_retitled, movie_stream, new_movie_id};
-use marquee_tests::{moto_endpoint, Backend, TestDatabase};
+use marquee_tests::{moto, Backend, TestDatabase};
 use projectors::aws::{
     dead_letter_depth, queue_url, CloudWatchMetrics, SnsFifoPublisher, SnsNotifier, SqsConsumer,
     Topology,
@@ -24,13 +23,6 @@ use sqlx::Row;
 use tokio::sync::watch;
 
 const PROJECTIONS: [&str; 3] = [READ_MODELS, METRICS, NOTIFICATIONS];
-
-async fn sdk_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto_endpoint())
-        .load()
-        .await
-}
 
 /// A prefix of this test's own (queue names stay far below SQS's 80 characters).
 fn topology() -> Topology {
@@ -150,7 +142,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn provisioning_twice_creates_each_resource_once() {
-    let config = sdk_config().await;
+    let config = moto::sdk_config().await;
     let topology = topology();
     topology.provision(&config, &PROJECTIONS).await.unwrap();
     topology.provision(&config, &PROJECTIONS).await.unwrap();
@@ -250,7 +242,7 @@ async fn provisioning_twice_creates_each_resource_once() {
 async fn the_relay_delivers_every_event_once_in_stream_order_to_every_queue() {
     let db = TestDatabase::new(Backend::MySql).await;
     let store = db.store().await;
-    let config = sdk_config().await;
+    let config = moto::sdk_config().await;
     let topology = topology();
     topology.provision(&config, &PROJECTIONS).await.unwrap();
     let movies = movies_with_history(&store, 4).await;
@@ -322,7 +314,7 @@ async fn the_relay_delivers_every_event_once_in_stream_order_to_every_queue() {
 async fn a_relay_that_crashed_before_its_checkpoint_has_no_duplicate_effect() {
     let db = TestDatabase::new(Backend::MySql).await;
     let store = db.store().await;
-    let config = sdk_config().await;
+    let config = moto::sdk_config().await;
     let topology = topology();
     topology.provision(&config, &[READ_MODELS]).await.unwrap();
     movies_with_history(&store, 2).await;
@@ -363,36 +355,11 @@ async fn a_relay_that_crashed_before_its_checkpoint_has_no_duplicate_effect() {
     assert_eq!(movie_versions(&store).await, versions);
 }
 
-/// The sum of a metric over the last and the next hour, read back through CloudWatch's API.
-async fn metric_sum(client: &aws_sdk_cloudwatch::Client, namespace: &str, name: &str) -> f64 {
-    let now = Utc::now().timestamp();
-    let answer = client
-        .get_metric_statistics()
-        .namespace(namespace)
-        .metric_name(name)
-        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
-            now - 3600,
-        ))
-        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
-            now + 3600,
-        ))
-        .period(60)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
-        .await
-        .unwrap();
-    answer
-        .datapoints()
-        .iter()
-        .filter_map(|point| point.sum())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cloudwatch_receives_each_count_once() {
     let db = TestDatabase::new(Backend::MySql).await;
     let store = db.store().await;
-    let config = sdk_config().await;
+    let config = moto::sdk_config().await;
     // A namespace of its own: tests share the emulator's account.
     let namespace = format!("Marquee-test-{}", uuid::Uuid::new_v4());
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&config);
@@ -415,11 +382,11 @@ async fn cloudwatch_receives_each_count_once() {
         statuses(&store).await.unwrap()
     );
     assert_eq!(
-        metric_sum(&cloudwatch, &namespace, "MoviesAdded").await,
+        moto::metric_sum(&cloudwatch, &namespace, "MoviesAdded").await,
         3.0
     );
     assert_eq!(
-        metric_sum(&cloudwatch, &namespace, "MoviesUpdated").await,
+        moto::metric_sum(&cloudwatch, &namespace, "MoviesUpdated").await,
         6.0
     );
 
@@ -429,18 +396,18 @@ async fn cloudwatch_receives_each_count_once() {
     assert_eq!(again.duplicates, 9);
     projector.deliver().await;
     assert_eq!(
-        metric_sum(&cloudwatch, &namespace, "MoviesAdded").await,
+        moto::metric_sum(&cloudwatch, &namespace, "MoviesAdded").await,
         3.0
     );
     assert_eq!(
-        metric_sum(&cloudwatch, &namespace, "MoviesUpdated").await,
+        moto::metric_sum(&cloudwatch, &namespace, "MoviesUpdated").await,
         6.0
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sns_notifications_carry_a_clean_subject_and_the_username() {
-    let config = sdk_config().await;
+    let config = moto::sdk_config().await;
     let topology = topology();
     let notifier = SnsNotifier::connect(&config, &topology).await.unwrap();
     let message = "amélie signed in with a passkey. If this was not you, change your password.";
@@ -454,21 +421,7 @@ async fn sns_notifications_carry_a_clean_subject_and_the_username() {
         .await
         .unwrap();
 
-    let data: serde_json::Value = reqwest::get(format!("{}/moto-api/data.json", moto_endpoint()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let suffix = format!(":{}", topology.topic(Topic::Logins));
-    // moto keeps a topic's messages as [id, message, subject, attributes, group] tuples.
-    let sent: Vec<&serde_json::Value> = data["sns"]["Topic"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["arn"].as_str().unwrap_or_default().ends_with(&suffix))
-        .flat_map(|t| t["sent_notifications"].as_array().unwrap().iter())
-        .collect();
+    let sent = moto::published(&topology.topic(Topic::Logins)).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0][1], message);
     assert_eq!(sent[0][2], "Marquee: new sign-in to am?lie's account");
@@ -536,7 +489,7 @@ async fn garbage_and_forged_messages_fail_alone() {
 async fn the_consumer_projects_good_messages_and_dead_letters_a_poison_one() {
     let db = TestDatabase::new(Backend::MySql).await;
     let store = db.store().await;
-    let config = sdk_config().await;
+    let config = moto::sdk_config().await;
     let topology = topology();
     topology.provision(&config, &[READ_MODELS]).await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&config);
@@ -637,7 +590,7 @@ async fn the_consumer_projects_good_messages_and_dead_letters_a_poison_one() {
 async fn the_relay_records_an_error_and_resumes_when_the_topic_is_back() {
     let db = TestDatabase::new(Backend::MySql).await;
     let store = db.store().await;
-    let config = sdk_config().await;
+    let config = moto::sdk_config().await;
     let topology = topology();
     topology.provision(&config, &[READ_MODELS]).await.unwrap();
     let publisher = SnsFifoPublisher::connect(&config, &topology).await.unwrap();

@@ -5,8 +5,7 @@
 
 use std::process::Stdio;
 
-use aws_config::BehaviorVersion;
-use marquee_tests::{eventually, marquee_binary, moto_endpoint, Backend, TestApp, TestDatabase};
+use marquee_tests::{eventually, marquee_binary, moto, Backend, TestApp, TestDatabase};
 use sqlx::Row;
 use tokio::process::{Child, Command};
 
@@ -31,48 +30,12 @@ async fn movies_in_read_model(app: &TestApp) -> i64 {
 }
 
 async fn metric_sum(db: &TestDatabase, name: &str) -> f64 {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto_endpoint())
-        .load()
-        .await;
-    let now = chrono::Utc::now().timestamp();
-    aws_sdk_cloudwatch::Client::new(&config)
-        .get_metric_statistics()
-        .namespace(db.metrics_namespace())
-        .metric_name(name)
-        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
-            now - 3600,
-        ))
-        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_secs(
-            now + 3600,
-        ))
-        .period(60)
-        .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
-        .send()
-        .await
-        .unwrap()
-        .datapoints()
-        .iter()
-        .filter_map(|point| point.sum())
-        .sum()
+    let client = aws_sdk_cloudwatch::Client::new(&moto::sdk_config().await);
+    moto::metric_sum(&client, &db.metrics_namespace(), name).await
 }
 
-/// What moto recorded as published to one of this test's topics: (message, subject, attributes).
 async fn published(db: &TestDatabase, topic: &str) -> Vec<serde_json::Value> {
-    let data: serde_json::Value = reqwest::get(format!("{}/moto-api/data.json", moto_endpoint()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let suffix = format!(":{}{topic}", db.sns_topic_prefix());
-    data["sns"]["Topic"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["arn"].as_str().unwrap_or_default().ends_with(&suffix))
-        .flat_map(|t| t["sent_notifications"].as_array().unwrap().clone())
-        .collect()
+    moto::published(&format!("{}{topic}", db.sns_topic_prefix())).await
 }
 
 async fn setup() -> (TestDatabase, TestApp) {
@@ -206,10 +169,7 @@ async fn killed_relay_and_projectors_lose_nothing_and_count_nothing_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_is_dead_lettered_and_admins_are_alerted() {
     let (db, app) = setup().await;
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(moto_endpoint())
-        .load()
-        .await;
+    let config = moto::sdk_config().await;
     let topology = projectors::aws::Topology::new(db.sns_topic_prefix())
         .with_metrics_namespace(db.metrics_namespace());
     let sqs = aws_sdk_sqs::Client::new(&config);
