@@ -50,16 +50,26 @@ fn help_lists_every_contract_command() {
 #[tokio::test]
 async fn commands_of_later_issues_say_so_and_fail() {
     let db = TestDatabase::new(Backend::Sqlite).await;
-    for args in [
-        &["relay"][..],
-        &["project"],
-        &["replay", "--compare"],
-        &["user", "forget", "alice"],
-    ] {
-        let output = db.marquee(args);
-        assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&output).contains("arrives with issue"), "{args:?}");
+    let output = db.marquee(&["user", "forget", "alice"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("arrives with issue"));
+}
+
+#[tokio::test]
+async fn bus_commands_outside_the_aws_profile_say_where_they_belong() {
+    let db = TestDatabase::new(Backend::Sqlite).await;
+    for command in ["relay", "project", "provision"] {
+        let output = db.marquee(&[command]);
+        assert_eq!(output.status.code(), Some(1), "{command}");
+        assert!(
+            stderr(&output).contains("belongs to the aws profile"),
+            "{command}: {}",
+            stderr(&output)
+        );
     }
+    let output = db.marquee(&["replay", "--compare", "--projection", "metrics"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("only the read-models projection"));
 }
 
 #[tokio::test]
