@@ -3,6 +3,7 @@
 //! driver; only the write lock, pool settings and migrations differ per backend.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{install_default_drivers, AnyPoolOptions, AnyRow};
@@ -58,6 +59,9 @@ pub fn redact_url(url: &str) -> String {
 pub struct Database {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer at a time and makes the others sleep and retry (in steps of up to
+    /// 100 ms); writers in this process queue here instead, in order.
+    sqlite_writers: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Pool settings that matter for an event store.
@@ -118,7 +122,11 @@ impl Database {
             })
             .connect(&url)
             .await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_writers: Arc::default(),
+        })
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -132,6 +140,15 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Waits for this process's turn to write (SQLite); hold it until the write transaction ends.
+    /// MySQL locks rows, not the database, and needs no turn.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(Arc::clone(&self.sqlite_writers).lock_owned().await),
+            Backend::MySql => None,
+        }
     }
 
     /// Starts a transaction that holds the store's write lock from its first statement.

@@ -398,6 +398,7 @@ async fn commit_batch(
     if count == 0 {
         return Ok(dry_run.outcomes);
     }
+    let _turn = db.write_turn().await;
     let mut tx = db.begin_write().await?;
     let head = db.reserve_positions(&mut tx, count).await?;
     let plan = plan_batch(head, &mut tips, requests, now_micros());

@@ -98,6 +98,7 @@ impl Projector {
             return Ok(Applied::default());
         }
         let db = self.store.database();
+        let turn = db.write_turn().await;
         let mut tx = db.begin_write().await?;
         lock_status(&mut tx, db.backend(), self.name()).await?;
         let mut streams: BTreeMap<String, Vec<RecordedEvent>> = BTreeMap::new();
@@ -181,6 +182,7 @@ impl Projector {
             status::advance(&mut *tx, db.backend(), self.name(), position).await?;
         }
         tx.commit().await?;
+        drop(turn);
         debug!(
             projection = self.name(),
             applied = outcome.applied,

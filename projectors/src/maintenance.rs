@@ -149,6 +149,7 @@ impl Maintenance {
             .unwrap_or(0);
         let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
         let db = self.store.database();
+        let turn = db.write_turn().await;
         let mut tx = db.begin_write().await?;
         let datum = MetricDatum::gauge(PROJECTION_LAG_EVENTS, minute, lag as f64);
         self.metrics
@@ -159,6 +160,7 @@ impl Maintenance {
             )
             .await?;
         tx.commit().await?;
+        drop(turn);
         self.metrics.flush(db).await?;
         if lag > self.lag_alert {
             let window = now.duration_trunc(TimeDelta::minutes(15)).unwrap_or(now);

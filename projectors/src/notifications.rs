@@ -316,6 +316,7 @@ fn sign_in(
 
 /// Queues an alert that is not caused by one event (the scheduler's); `key` makes it once-only.
 pub async fn raise_alert(db: &Database, key: String, alert: Notification) -> Result<()> {
+    let _turn = db.write_turn().await;
     let mut tx = db.begin_write().await?;
     NOTIFICATIONS_OUTBOX
         .put(&mut tx, db.backend(), &[(key, alert)])

@@ -68,6 +68,7 @@ impl Outbox {
     {
         let mut sent = 0;
         loop {
+            let _turn = db.write_turn().await;
             let mut tx = db.begin_write().await?;
             let skip_locked = match db.backend() {
                 Backend::MySql => " FOR UPDATE SKIP LOCKED",

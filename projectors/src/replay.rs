@@ -30,6 +30,7 @@ pub async fn replay(projector: &Projector) -> Result<ReplayReport> {
         .ok_or(ProjectorError::NotReplayable(name))?;
     let started = Instant::now();
     let db = projector.store().database();
+    let turn = db.write_turn().await;
     let mut tx = db.begin_write().await?;
     lock_status(&mut tx, db.backend(), name).await?;
     for table in tables {
@@ -46,6 +47,7 @@ pub async fn replay(projector: &Projector) -> Result<ReplayReport> {
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    drop(turn);
     // The next page is read while this one is applied: reading and writing overlap.
     let (pages, mut next_page) = tokio::sync::mpsc::channel(2);
     let store = projector.store().clone();
