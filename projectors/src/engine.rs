@@ -279,25 +279,33 @@ impl Projector {
 /// Takes the projection's status row (creating it at position 0) for the transaction: applies to
 /// one projection and its replay's reset then happen one after the other, never interleaved.
 pub(crate) async fn lock_status(tx: &mut Tx, backend: Backend, name: &str) -> Result<()> {
-    insert_rows(
-        tx,
-        backend,
-        "projection_status",
-        &["name", "position", "updated_at"],
-        &["name"],
-        OnConflict::Ignore,
-        &[vec![
-            Value::from(name),
-            Value::Int(0),
-            Value::from(format_timestamp(Utc::now())),
-        ]],
-    )
-    .await?;
-    if backend == Backend::MySql {
-        sqlx::query("SELECT position FROM projection_status WHERE name = ? FOR UPDATE")
-            .bind(name)
-            .fetch_one(&mut **tx)
-            .await?;
+    // Lock first and create only when missing: INSERT IGNORE on an existing row takes a shared
+    // lock, and two transactions upgrading theirs to exclusive deadlock on MySQL.
+    let lock = match backend {
+        Backend::MySql => "SELECT position FROM projection_status WHERE name = ? FOR UPDATE",
+        Backend::Sqlite => "SELECT position FROM projection_status WHERE name = ?",
+    };
+    let exists = sqlx::query(lock)
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        .is_some();
+    if !exists {
+        insert_rows(
+            tx,
+            backend,
+            "projection_status",
+            &["name", "position", "updated_at"],
+            &["name"],
+            OnConflict::Ignore,
+            &[vec![
+                Value::from(name),
+                Value::Int(0),
+                Value::from(format_timestamp(Utc::now())),
+            ]],
+        )
+        .await?;
+        sqlx::query(lock).bind(name).fetch_one(&mut **tx).await?;
     }
     Ok(())
 }
