@@ -94,6 +94,24 @@ async fn a_command_reaches_read_models_cloudwatch_and_sns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_relay_and_projectors_lose_nothing_and_count_nothing_twice() {
     let (db, app) = setup().await;
+    // Messages a killed consumer had received come back after the visibility timeout: 2 s here
+    // instead of 30 s, so the test need not wait that long.
+    let sqs = aws_sdk_sqs::Client::new(&moto::sdk_config().await);
+    let topology = projectors::aws::Topology::new(db.sns_topic_prefix());
+    for projection in projectors::PROJECTIONS {
+        let queue = projectors::aws::queue_url(&sqs, &topology.queue(projection))
+            .await
+            .unwrap();
+        sqs.set_queue_attributes()
+            .queue_url(&queue)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                "2",
+            )
+            .send()
+            .await
+            .unwrap();
+    }
     let token = app.signed_in("otto").await;
     let mut relay = start(&db, "relay");
     let mut project = start(&db, "project");
