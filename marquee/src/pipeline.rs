@@ -145,7 +145,7 @@ pub async fn replay(settings: &Settings, only: Option<&str>) -> anyhow::Result<(
         )?],
         None => projectors::projectors(&store, &adapters, &settings.pipeline)
             .into_iter()
-            .filter(|p| p.projection().replay_tables().is_some())
+            .filter(|p| p.projection().rebuild().is_some())
             .collect(),
     };
     for projector in chosen {

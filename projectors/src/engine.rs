@@ -35,9 +35,23 @@ pub trait Projection: Send + Sync {
         Ok(())
     }
 
-    /// The tables a replay empties and rebuilds, or `None` when replaying would repeat effects
-    /// people or other systems already received.
-    fn replay_tables(&self) -> Option<&'static [&'static str]>;
+    /// An empty in-memory fold for rebuilding this projection from the whole log, or `None` when
+    /// replaying would repeat effects people or other systems already received.
+    fn rebuild(&self) -> Option<Box<dyn Rebuild>>;
+}
+
+/// A projection folded in memory from the whole log, then written once into its emptied tables:
+/// no row is read back or written twice, whatever the number of events that touch it.
+#[async_trait]
+pub trait Rebuild: Send {
+    /// The tables a replay empties and fills.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Folds one event (in position order, each once).
+    fn apply(&mut self, event: &RecordedEvent) -> Result<()>;
+
+    /// Inserts every row of the fold into the emptied tables.
+    async fn write(&self, tx: &mut Tx, backend: Backend) -> Result<()>;
 }
 
 /// Where a projection stands: the highest position applied, how far behind the head, its last error.
@@ -311,7 +325,7 @@ pub(crate) async fn lock_status(tx: &mut Tx, backend: Backend, name: &str) -> Re
 }
 
 /// The key of a stream in `projection_streams`.
-fn guard_key(stream: &StreamId) -> String {
+pub(crate) fn guard_key(stream: &StreamId) -> String {
     stream.to_string()
 }
 

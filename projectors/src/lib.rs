@@ -20,7 +20,7 @@ mod status;
 mod tail;
 
 pub use bus::{handle_messages, BusMessage};
-pub use engine::{statuses, Applied, Projection, ProjectionStatus, Projector, Source};
+pub use engine::{statuses, Applied, Projection, ProjectionStatus, Projector, Rebuild, Source};
 pub use error::{ProjectorError, Result};
 pub use facts::{fact, Fact};
 pub use maintenance::{DeadLetterProbe, Maintenance, MaintenanceReport};

@@ -1,6 +1,7 @@
 //! Metrics: what each event counts for, the `metrics` projection, and where the counts go:
 //! CloudWatch in the aws profile (see `aws::CloudWatchMetrics`), a local series in embedded.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,7 +13,7 @@ use event_store::{
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::engine::Projection;
+use crate::engine::{Projection, Rebuild};
 use crate::error::Result;
 use crate::facts::{fact, Fact};
 use crate::sql::{insert_rows, OnConflict, Tx, Value};
@@ -101,8 +102,9 @@ pub trait MetricSink: Send + Sync {
     /// Sends what was recorded, after the transaction committed.
     async fn flush(&self, db: &Database) -> Result<()>;
 
-    /// The tables a replay may rebuild (a local series), or `None` (values already sent away).
-    fn replay_tables(&self) -> Option<&'static [&'static str]>;
+    /// Whether the values stay in this database (a local series a replay may rebuild) rather
+    /// than being sent away, where a replay would send them twice.
+    fn is_local(&self) -> bool;
 }
 
 /// The embedded profile's series: a sum per metric and minute in `metric_points`.
@@ -143,8 +145,8 @@ impl MetricSink for LocalMetricSeries {
         Ok(())
     }
 
-    fn replay_tables(&self) -> Option<&'static [&'static str]> {
-        Some(&["metric_points"])
+    fn is_local(&self) -> bool {
+        true
     }
 }
 
@@ -228,7 +230,57 @@ impl Projection for Metrics {
         self.sink.flush(db).await
     }
 
-    fn replay_tables(&self) -> Option<&'static [&'static str]> {
-        self.sink.replay_tables()
+    fn rebuild(&self) -> Option<Box<dyn Rebuild>> {
+        self.sink
+            .is_local()
+            .then(|| Box::new(LocalSeriesRebuild::default()) as Box<dyn Rebuild>)
+    }
+}
+
+/// The local series summed in memory per metric and minute.
+#[derive(Default)]
+struct LocalSeriesRebuild {
+    sums: BTreeMap<(&'static str, String), f64>,
+}
+
+#[async_trait]
+impl Rebuild for LocalSeriesRebuild {
+    fn tables(&self) -> &'static [&'static str] {
+        &["metric_points"]
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) -> Result<()> {
+        if let Some(name) = metric_for(&fact(event)?) {
+            *self
+                .sums
+                .entry((name, minute_of(event.recorded_at)))
+                .or_default() += 1.0;
+        }
+        Ok(())
+    }
+
+    async fn write(&self, tx: &mut Tx, backend: Backend) -> Result<()> {
+        let rows: Vec<Vec<Value>> = self
+            .sums
+            .iter()
+            .map(|((name, minute), value)| {
+                vec![
+                    Value::from(*name),
+                    Value::from(minute.as_str()),
+                    Value::from(*value),
+                ]
+            })
+            .collect();
+        insert_rows(
+            tx,
+            backend,
+            "metric_points",
+            &["name", "minute", "value"],
+            &["name", "minute"],
+            OnConflict::Fail,
+            &rows,
+        )
+        .await?;
+        Ok(())
     }
 }

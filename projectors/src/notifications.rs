@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tracing::info;
 
-use crate::engine::Projection;
+use crate::engine::{Projection, Rebuild};
 use crate::error::Result;
 use crate::facts::{fact, Fact};
 use crate::outbox::Outbox;
@@ -290,7 +290,7 @@ impl Projection for Notifications {
             .map(|_| ())
     }
 
-    fn replay_tables(&self) -> Option<&'static [&'static str]> {
+    fn rebuild(&self) -> Option<Box<dyn Rebuild>> {
         None
     }
 }

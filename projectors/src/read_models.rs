@@ -10,7 +10,7 @@ use event_store::{format_timestamp, text_column, Backend, RecordedEvent};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::engine::Projection;
+use crate::engine::{Projection, Rebuild};
 use crate::error::Result;
 use crate::facts::{fact, Fact};
 use crate::sql::{self, insert_rows, key_chunks, placeholders, OnConflict, Tx, Value};
@@ -277,19 +277,8 @@ impl ReadModel {
         Ok(model)
     }
 
-    /// Writes every row held here (all of them touched by the batch).
+    /// Writes every row held here (all of them touched by the batch) over the stored ones.
     pub async fn save(&self, tx: &mut Tx, backend: Backend) -> Result<()> {
-        let movies: Vec<Vec<Value>> = self.movies.values().map(movie_values).collect();
-        insert_rows(
-            tx,
-            backend,
-            "rm_movies",
-            &MOVIE_FIELDS,
-            &["id"],
-            OnConflict::Replace(&MOVIE_FIELDS[1..]),
-            &movies,
-        )
-        .await?;
         let ids: Vec<String> = self.movies.keys().cloned().collect();
         for chunk in key_chunks(&ids) {
             let sql = format!(
@@ -301,6 +290,35 @@ impl ReadModel {
                 .execute(&mut **tx)
                 .await?;
         }
+        self.write(
+            tx,
+            backend,
+            OnConflict::Replace(&MOVIE_FIELDS[1..]),
+            OnConflict::Replace(&USER_FIELDS[1..]),
+            OnConflict::Ignore,
+        )
+        .await
+    }
+
+    async fn write(
+        &self,
+        tx: &mut Tx,
+        backend: Backend,
+        movies_conflict: OnConflict<'_>,
+        users_conflict: OnConflict<'_>,
+        logins_conflict: OnConflict<'_>,
+    ) -> Result<()> {
+        let movies: Vec<Vec<Value>> = self.movies.values().map(movie_values).collect();
+        insert_rows(
+            tx,
+            backend,
+            "rm_movies",
+            &MOVIE_FIELDS,
+            &["id"],
+            movies_conflict,
+            &movies,
+        )
+        .await?;
         let genres: Vec<Vec<Value>> = self
             .movies
             .values()
@@ -310,6 +328,7 @@ impl ReadModel {
                     .map(move |g| vec![Value::from(m.id.as_str()), Value::from(g.as_str())])
             })
             .collect();
+        // The column's collation may equate two genres the domain keeps apart (accents): one row.
         insert_rows(
             tx,
             backend,
@@ -327,7 +346,7 @@ impl ReadModel {
             "rm_users",
             &USER_FIELDS,
             &["id"],
-            OnConflict::Replace(&USER_FIELDS[1..]),
+            users_conflict,
             &users,
         )
         .await?;
@@ -338,7 +357,7 @@ impl ReadModel {
             "rm_logins",
             &LOGIN_FIELDS,
             &["position"],
-            OnConflict::Ignore,
+            logins_conflict,
             &logins,
         )
         .await?;
@@ -563,8 +582,32 @@ impl Projection for ReadModels {
         model.save(tx, backend).await
     }
 
-    fn replay_tables(&self) -> Option<&'static [&'static str]> {
-        Some(&["rm_movies", "rm_movie_genres", "rm_users", "rm_logins"])
+    fn rebuild(&self) -> Option<Box<dyn Rebuild>> {
+        Some(Box::new(ReadModel::default()))
+    }
+}
+
+#[async_trait]
+impl Rebuild for ReadModel {
+    fn tables(&self) -> &'static [&'static str] {
+        &["rm_movies", "rm_movie_genres", "rm_users", "rm_logins"]
+    }
+
+    fn apply(&mut self, event: &RecordedEvent) -> Result<()> {
+        ReadModel::apply(self, event, &fact(event)?);
+        Ok(())
+    }
+
+    async fn write(&self, tx: &mut Tx, backend: Backend) -> Result<()> {
+        ReadModel::write(
+            self,
+            tx,
+            backend,
+            OnConflict::Fail,
+            OnConflict::Fail,
+            OnConflict::Fail,
+        )
+        .await
     }
 }
 

@@ -1,16 +1,19 @@
 //! Rebuilding a projection from the store, and checking a live one against a rebuild.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use event_store::{Backend, EventStore};
+use chrono::Utc;
+use event_store::{format_timestamp, Backend, EventStore};
 use sqlx::Row;
 
-use crate::engine::{lock_status, Projector, Source};
+use crate::engine::{guard_key, lock_status, Projector, Rebuild};
 use crate::error::{ProjectorError, Result};
+use crate::sql::{insert_rows, OnConflict, Value};
 use crate::facts::fact;
 use crate::read_models::{Difference, ReadModel, READ_MODELS};
 
-/// Events per transaction while rebuilding.
+/// Events per read while rebuilding.
 const REPLAY_PAGE: u32 = 10_000;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -20,20 +23,32 @@ pub struct ReplayReport {
     pub elapsed: Duration,
 }
 
-/// Empties the projection's tables and checkpoints and applies the whole log again. Safe beside a
-/// running projector: both go through the per-stream guards, so each event is applied once.
+/// Rebuilds the projection from the whole log: folds every event in memory, then, in one
+/// transaction, empties its tables and checkpoints and writes each row and stream guard once.
+///
+/// Safe beside a running projector: the log is folded up to its head first, without locks; the
+/// transaction then takes the projection's status row (live applies wait for it), folds what
+/// arrived meanwhile and swaps the rows. Readers see the old rows until the commit.
 pub async fn replay(projector: &Projector) -> Result<ReplayReport> {
     let name = projector.name();
-    let tables = projector
-        .projection()
-        .replay_tables()
-        .ok_or(ProjectorError::NotReplayable(name))?;
+    let mut fold = Fold {
+        rebuild: projector
+            .projection()
+            .rebuild()
+            .ok_or(ProjectorError::NotReplayable(name))?,
+        guards: HashMap::new(),
+        position: 0,
+        events: 0,
+    };
     let started = Instant::now();
-    let db = projector.store().database();
+    let store = projector.store();
+    fold.read_to_head(store).await?;
+    let db = store.database();
     let turn = db.write_turn().await;
     let mut tx = db.begin_write().await?;
     lock_status(&mut tx, db.backend(), name).await?;
-    for table in tables {
+    fold.read_to_head(store).await?;
+    for table in fold.rebuild.tables() {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *tx)
             .await?;
@@ -42,44 +57,89 @@ pub async fn replay(projector: &Projector) -> Result<ReplayReport> {
         .bind(name)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("UPDATE projection_status SET position = 0, last_error = NULL WHERE name = ?")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
+    fold.rebuild.write(&mut tx, db.backend()).await?;
+    let guards: Vec<Vec<Value>> = fold
+        .guards
+        .into_iter()
+        .map(|(stream, sequence)| {
+            vec![
+                Value::from(name),
+                Value::from(stream),
+                Value::from(sequence),
+            ]
+        })
+        .collect();
+    insert_rows(
+        &mut tx,
+        db.backend(),
+        "projection_streams",
+        &["projection", "aggregate_id", "last_sequence"],
+        &["projection", "aggregate_id"],
+        OnConflict::Fail,
+        &guards,
+    )
+    .await?;
+    sqlx::query(
+        "UPDATE projection_status SET position = ?, last_error = NULL, updated_at = ? WHERE name = ?",
+    )
+    .bind(fold.position)
+    .bind(format_timestamp(Utc::now()))
+    .bind(name)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     drop(turn);
-    // The next page is read while this one is applied: reading and writing overlap.
-    let (pages, mut next_page) = tokio::sync::mpsc::channel(2);
-    let store = projector.store().clone();
-    let reader = tokio::spawn(async move {
-        let mut after = 0;
-        loop {
-            let page = store.read_all(after, REPLAY_PAGE).await;
-            let last = page
-                .as_ref()
-                .ok()
-                .and_then(|events| events.last().map(|e| e.position));
-            let full = page
-                .as_ref()
-                .is_ok_and(|events| events.len() == REPLAY_PAGE as usize);
-            if pages.send(page).await.is_err() || !full {
-                return;
-            }
-            after = last.unwrap_or(after);
-        }
-    });
-    let mut events = 0;
-    while let Some(page) = next_page.recv().await {
-        let page = page?;
-        events += page.len();
-        projector.apply(page, Source::Store).await?;
-    }
-    reader.await?;
     Ok(ReplayReport {
         projection: name,
-        events,
+        events: fold.events,
         elapsed: started.elapsed(),
     })
+}
+
+/// A rebuild in progress with the last sequence folded per stream.
+struct Fold {
+    rebuild: Box<dyn Rebuild>,
+    guards: HashMap<String, i64>,
+    position: i64,
+    events: usize,
+}
+
+impl Fold {
+    /// Folds every event after the current position, reading the next page while one is folded.
+    async fn read_to_head(&mut self, store: &EventStore) -> Result<()> {
+        let (pages, mut next_page) = tokio::sync::mpsc::channel(2);
+        let reader = {
+            let store = store.clone();
+            let mut after = self.position;
+            tokio::spawn(async move {
+                loop {
+                    let page = store.read_all(after, REPLAY_PAGE).await;
+                    let last = page
+                        .as_ref()
+                        .ok()
+                        .and_then(|events| events.last().map(|e| e.position));
+                    let full = page
+                        .as_ref()
+                        .is_ok_and(|events| events.len() == REPLAY_PAGE as usize);
+                    if pages.send(page).await.is_err() || !full {
+                        return;
+                    }
+                    after = last.unwrap_or(after);
+                }
+            })
+        };
+        while let Some(page) = next_page.recv().await {
+            for event in page? {
+                self.rebuild.apply(&event)?;
+                self.guards
+                    .insert(guard_key(&event.stream()), event.sequence);
+                self.position = event.position;
+                self.events += 1;
+            }
+        }
+        reader.await?;
+        Ok(())
+    }
 }
 
 /// Rebuilds the read models in memory from the events the live ones have applied and returns

@@ -57,12 +57,16 @@ pub fn bind_all<'q>(
     query
 }
 
-/// Rows per statement: well under both databases' placeholder limits for our widest table.
-const ROWS_PER_STATEMENT: usize = 400;
+/// Keys per IN list.
+const KEYS_PER_STATEMENT: usize = 400;
+/// Bound values per statement: under SQLite's 32,766 and MySQL's 65,535 placeholders.
+const VALUES_PER_STATEMENT: usize = 16_000;
 
 /// What to do with a row whose key exists.
 #[derive(Clone, Copy)]
 pub enum OnConflict<'a> {
+    /// Fail the statement (rows written into emptied tables).
+    Fail,
     /// Keep the stored row (idempotent inserts).
     Ignore,
     /// Overwrite these columns with the new values.
@@ -81,11 +85,15 @@ pub async fn insert_rows(
     on_conflict: OnConflict<'_>,
     rows: &[Vec<Value>],
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    let rows_per_statement = (VALUES_PER_STATEMENT / columns.len().max(1)).max(1);
+    for chunk in rows.chunks(rows_per_statement) {
         let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
         let values = vec![tuple; chunk.len()].join(", ");
         let columns_list = columns.join(", ");
         let sql = match (backend, on_conflict) {
+            (_, OnConflict::Fail) => {
+                format!("INSERT INTO {table} ({columns_list}) VALUES {values}")
+            }
             (Backend::Sqlite, OnConflict::Ignore) => {
                 format!("INSERT OR IGNORE INTO {table} ({columns_list}) VALUES {values}")
             }
@@ -132,5 +140,5 @@ pub fn placeholders(count: usize) -> String {
 
 /// Splits keys into IN-list sized chunks.
 pub fn key_chunks(keys: &[String]) -> impl Iterator<Item = &[String]> {
-    keys.chunks(ROWS_PER_STATEMENT)
+    keys.chunks(KEYS_PER_STATEMENT)
 }

@@ -99,7 +99,7 @@ impl MetricSink for CloudWatchMetrics {
             .map(|_| ())
     }
 
-    fn replay_tables(&self) -> Option<&'static [&'static str]> {
-        None
+    fn is_local(&self) -> bool {
+        false
     }
 }
