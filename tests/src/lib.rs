@@ -467,6 +467,11 @@ impl TestApp {
 
     /// Adds a movie as `token`'s user; returns its id.
     pub async fn add_movie(&self, token: &str, title: &str) -> String {
+        self.add_movie_at(token, title).await.0
+    }
+
+    /// As `add_movie`, also returning the position of its event (for `X-Min-Position`).
+    pub async fn add_movie_at(&self, token: &str, title: &str) -> (String, i64) {
         let response = reqwest::Client::new()
             .post(self.url("/api/movies"))
             .bearer_auth(token)
@@ -482,12 +487,33 @@ impl TestApp {
             .unwrap();
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
         let body: serde_json::Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_string()
+        (
+            body["id"].as_str().unwrap().to_string(),
+            body["position"].as_i64().unwrap(),
+        )
     }
 }
 
 /// The password every test user has.
 pub const PASSWORD: &str = "correct horse battery";
+
+/// The Python of the test virtualenv (`MARQUEE_TEST_VENV`, default `/var/tmp/marquee-venv`),
+/// where scripts/test installs moto and gql; fails, never skips, when `module` is not there.
+pub fn venv_python_with(module: &str) -> PathBuf {
+    let venv =
+        std::env::var("MARQUEE_TEST_VENV").unwrap_or_else(|_| "/var/tmp/marquee-venv".into());
+    let python = PathBuf::from(&venv).join("bin/python");
+    let found = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        found,
+        "{} cannot import {module}: run scripts/test, which installs it into {venv}",
+        python.display()
+    );
+    python
+}
 
 /// The `marquee` binary built beside this test binary (`cargo build -p marquee` first; the test
 /// command does it).
