@@ -62,16 +62,41 @@ impl EventStore {
     /// Checks every stream's chain, the density of positions and every checkpoint.
     pub async fn verify(&self) -> Result<LedgerReport> {
         let checkpoints = self.checkpoints().await?;
+        self.verify_after(checkpoints, None).await
+    }
+
+    /// The same checks over only the events after the last checkpoint, trusting the sealed
+    /// ranges before it: the first event of a stream in that tail is not checked against its
+    /// predecessor (only `verify` reads those).
+    pub async fn verify_since_last_checkpoint(&self) -> Result<LedgerReport> {
+        let mut checkpoints = self.checkpoints().await?;
+        let last = checkpoints.pop();
+        self.verify_after(last.clone().into_iter().collect(), last)
+            .await
+    }
+
+    /// Verifies from the start, or after the checkpoint `sealed` (whose running hash seeds the
+    /// next range), against `checkpoints`.
+    async fn verify_after(
+        &self,
+        checkpoints: Vec<Checkpoint>,
+        sealed: Option<Checkpoint>,
+    ) -> Result<LedgerReport> {
         let head = read_head(self.database()).await?;
         let mut problems = Vec::new();
         let mut streams: HashMap<StreamId, StreamState> = HashMap::new();
-        let mut pending_checkpoints = checkpoints.iter().peekable();
+        let start = sealed.as_ref().map_or(0, |c| c.to_position);
+        let remaining: Vec<&Checkpoint> = checkpoints
+            .iter()
+            .filter(|c| c.to_position > start)
+            .collect();
+        let mut pending_checkpoints = remaining.into_iter().peekable();
         let mut broken_checkpoints = Vec::new();
-        let mut running: Option<String> = None;
-        let mut range_start = 1;
-        let mut expected_position = 1;
+        let mut running: Option<String> = sealed.as_ref().map(|c| c.running_hash.clone());
+        let mut range_start = start + 1;
+        let mut expected_position = start + 1;
         let mut checked = 0;
-        let mut after = 0;
+        let mut after = start;
         loop {
             let page = self.read_raw(after, PAGE).await?;
             let Some(last) = page.last() else { break };
@@ -89,7 +114,9 @@ impl EventStore {
                 let stream = event.stream();
                 let previous = streams.get(&stream);
                 let expected_sequence = previous.map_or(1, |s| s.sequence + 1);
-                if event.sequence != expected_sequence {
+                // After a checkpoint, a stream's predecessor lies in the trusted range.
+                let continues_sealed = sealed.is_some() && previous.is_none();
+                if event.sequence != expected_sequence && !continues_sealed {
                     problems.push(Problem {
                         position: event.position,
                         kind: ProblemKind::SequenceBroken,
@@ -116,11 +143,13 @@ impl EventStore {
                             ),
                         });
                     }
-                    None if event.prev_hash.is_some() => problems.push(Problem {
-                        position: event.position,
-                        kind: ProblemKind::SequenceBroken,
-                        detail: format!("the first event of {stream} links to an earlier one"),
-                    }),
+                    None if event.prev_hash.is_some() && !continues_sealed => {
+                        problems.push(Problem {
+                            position: event.position,
+                            kind: ProblemKind::SequenceBroken,
+                            detail: format!("the first event of {stream} links to an earlier one"),
+                        })
+                    }
                     _ => {}
                 }
                 // The stored link is part of what the hash covers, so a rewritten link shows here.

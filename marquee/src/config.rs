@@ -151,6 +151,22 @@ pub struct RawConfig {
         global = true
     )]
     pub failed_sign_in_burst: i64,
+    /// Milliseconds a GraphQL request with `X-Min-Position` waits for the read models at most.
+    #[arg(
+        long,
+        env = "MARQUEE_MIN_POSITION_WAIT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub min_position_wait_ms: u64,
+    /// Milliseconds between GraphQL live updates' looks for events other processes committed.
+    #[arg(
+        long,
+        env = "MARQUEE_LIVE_POLL_MS",
+        default_value_t = 200,
+        global = true
+    )]
+    pub live_poll_ms: u64,
 }
 
 /// Where poster images are kept.
@@ -186,6 +202,7 @@ pub struct Settings {
     pub queue_wait: Duration,
     pub maintenance_interval: Option<Duration>,
     pub pipeline: projectors::PipelineSettings,
+    pub query: query_api::QueryConfig,
 }
 
 impl Settings {
@@ -227,6 +244,7 @@ impl fmt::Debug for Settings {
             .field("queue_wait", &self.queue_wait)
             .field("maintenance_interval", &self.maintenance_interval)
             .field("pipeline", &self.pipeline)
+            .field("query", &self.query)
             .finish()
     }
 }
@@ -278,6 +296,10 @@ pub enum ConfigError {
     BadLagAlert(i64),
     #[error("MARQUEE_FAILED_SIGN_IN_BURST must be at least 2 failed sign-ins, not {0}")]
     BadFailedSignInBurst(i64),
+    #[error("MARQUEE_MIN_POSITION_WAIT_MS must be between 0 and 60000, not {0}")]
+    BadMinPositionWait(u64),
+    #[error("MARQUEE_LIVE_POLL_MS must be between 1 and 60000, not {0}")]
+    BadLivePoll(u64),
     #[error("MARQUEE_POSTER_BASE_URL {0:?} must be an http:// or https:// URL without query or fragment, such as https://d1234.cloudfront.net/posters")]
     BadPosterBaseUrl(String),
 }
@@ -366,6 +388,12 @@ impl RawConfig {
         if !(1..=60_000).contains(&self.relay_poll_ms) {
             return Err(ConfigError::BadRelayPoll(self.relay_poll_ms));
         }
+        if self.min_position_wait_ms > 60_000 {
+            return Err(ConfigError::BadMinPositionWait(self.min_position_wait_ms));
+        }
+        if !(1..=60_000).contains(&self.live_poll_ms) {
+            return Err(ConfigError::BadLivePoll(self.live_poll_ms));
+        }
         if self.queue_wait_seconds > 20 {
             return Err(ConfigError::BadQueueWait(self.queue_wait_seconds));
         }
@@ -408,6 +436,10 @@ impl RawConfig {
                     ..projectors::AlertRules::default()
                 },
                 lag_alert: self.lag_alert,
+            },
+            query: query_api::QueryConfig {
+                min_position_wait: Duration::from_millis(self.min_position_wait_ms),
+                live_poll: Duration::from_millis(self.live_poll_ms),
             },
         })
     }
@@ -504,6 +536,8 @@ mod tests {
             maintenance_interval: 60,
             lag_alert: 1000,
             failed_sign_in_burst: 20,
+            min_position_wait_ms: 2000,
+            live_poll_ms: 200,
         }
     }
 

@@ -33,6 +33,11 @@ impl RunningApp {
         Ok(())
     }
 
+    /// Turns true when the app is asked to stop: for tasks a test runs beside it.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
     /// Serves until the server ends or `signal` completes, then shuts down gracefully.
     pub async fn run_until(
         self,
@@ -61,8 +66,18 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
     }
     let api_config = settings.api_config(address);
     let (posters, subscriptions) = adapters(settings, &store, &api_config.public_origin).await?;
+    let query = query_api::QueryApi::new(
+        store.clone(),
+        posters.clone(),
+        metric_source(settings, &store).await,
+        settings.query,
+        stopped.clone(),
+    );
     let state = AppState::new(store.clone(), api_config, posters, subscriptions)?;
-    let app = command_api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // The command router brings the fallback; GraphQL's routes merge beside its own.
+    let app = query_api::router(query)
+        .merge(command_api::router(state))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let mut shutdown = stopped;
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -103,6 +118,23 @@ async fn adapters(
             )
         }
     })
+}
+
+/// Where GraphQL's `metrics` reads: the series the profile's metric sink writes to.
+async fn metric_source(
+    settings: &Settings,
+    store: &EventStore,
+) -> Arc<dyn query_api::MetricSource> {
+    match settings.profile {
+        Profile::Embedded => Arc::new(query_api::LocalMetrics(store.database().clone())),
+        Profile::Aws => {
+            let aws = crate::aws_config(settings).await;
+            Arc::new(query_api::CloudWatchSource::new(
+                aws_sdk_cloudwatch::Client::new(&aws),
+                settings.metrics_namespace.clone(),
+            ))
+        }
+    }
 }
 
 /// Signs off the log at a steady pace so `verify` can prove ranges, not just chains.

@@ -160,6 +160,7 @@ impl TestDatabase {
             queue_wait: Duration::from_secs(1),
             maintenance_interval: None,
             pipeline: projectors::PipelineSettings::default(),
+            query: query_api::QueryConfig::default(),
         }
     }
 

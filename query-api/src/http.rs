@@ -1,0 +1,237 @@
+//! The HTTP and WebSocket face: `POST /graphql`, `GET /graphql` (a query string, or a small
+//! query page for browsers), `/graphql/ws` (graphql-transport-ws). Authentication, the
+//! read-your-writes wait and error codes the engine itself does not set are handled here.
+
+use std::time::Duration;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::{Data, Pos, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{RawQuery, State, WebSocketUpgrade};
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::auth::Viewer;
+use crate::error::{FieldError, QueryError};
+use crate::live::wait_for_read_models;
+use crate::{schema_builder, MarqueeSchema, QueryApi};
+
+/// Read-your-writes: answer only once the read models have applied this position.
+pub const MIN_POSITION_HEADER: &str = "x-min-position";
+
+/// How long a quiet WebSocket may stay open without the client's pings.
+const KEEPALIVE: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct Service {
+    schema: MarqueeSchema,
+    api: QueryApi,
+}
+
+/// The GraphQL routes.
+pub fn router(api: QueryApi) -> Router {
+    let schema = schema_builder().data(api.clone()).finish();
+    Router::new()
+        .route("/graphql", get(get_graphql).post(post_graphql))
+        .route("/graphql/ws", get(websocket))
+        .with_state(Service { schema, api })
+}
+
+async fn post_graphql(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> GraphQLResponse {
+    execute(&service, &headers, request.into_inner()).await
+}
+
+async fn get_graphql(
+    State(service): State<Service>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match query {
+        Some(query) if !query.is_empty() => match async_graphql::http::parse_query_string(&query) {
+            Ok(request) => execute(&service, &headers, request).await.into_response(),
+            Err(error) => {
+                failed(QueryError::BadInput("bad_request", error.to_string())).into_response()
+            }
+        },
+        _ => Html(QUERY_PAGE).into_response(),
+    }
+}
+
+async fn execute(
+    service: &Service,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> GraphQLResponse {
+    let viewer = match service
+        .api
+        .viewer(command_api::session_token(headers))
+        .await
+    {
+        Ok(viewer) => viewer,
+        Err(error) => return failed(error),
+    };
+    if let Err(error) = service.api.read_your_writes(headers).await {
+        return failed(error);
+    }
+    let mut response = service.schema.execute(request.data(viewer)).await;
+    // Parse, validation and limit errors come from the engine without a code.
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|extensions| extensions.get("code").is_some());
+        if !has_code {
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "invalid_query");
+        }
+    }
+    response.into()
+}
+
+/// A request refused before it ran: HTTP 200 with the error, as GraphQL clients expect.
+fn failed(error: QueryError) -> GraphQLResponse {
+    let error: ServerError =
+        async_graphql::Error::from(FieldError(error)).into_server_error(Pos::default());
+    async_graphql::Response::from_errors(vec![error]).into()
+}
+
+async fn websocket(
+    State(service): State<Service>,
+    protocol: GraphQLProtocol,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let header_token = command_api::session_token(&headers);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let api = service.api.clone();
+            GraphQLWebSocket::new(socket, service.schema.clone(), protocol)
+                .keepalive_timeout(KEEPALIVE)
+                .on_connection_init(move |payload| async move {
+                    let token = payload_token(&payload).or(header_token);
+                    let viewer = api
+                        .viewer(token)
+                        .await
+                        .map_err(|e| async_graphql::Error::from(FieldError(e)))?;
+                    let mut data = Data::default();
+                    data.insert(viewer);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+/// The token in a connection_init payload: `{"authorization": "Bearer …"}` or `{"token": "…"}`.
+fn payload_token(payload: &serde_json::Value) -> Option<String> {
+    let field = |name: &str| payload.get(name).and_then(serde_json::Value::as_str);
+    field("authorization")
+        .or_else(|| field("Authorization"))
+        .map(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .unwrap_or(value)
+                .trim()
+                .to_string()
+        })
+        .or_else(|| field("token").map(str::to_string))
+        .filter(|token| !token.is_empty())
+}
+
+impl QueryApi {
+    /// The caller behind `token`; a token that is unknown, expired or revoked is refused rather
+    /// than treated as anonymous.
+    async fn viewer(&self, token: Option<String>) -> Result<Viewer, QueryError> {
+        let Some(token) = token else {
+            return Ok(Viewer(None));
+        };
+        match self.sessions.find(&token).await? {
+            Some(session) => Ok(Viewer(Some(session))),
+            None => Err(QueryError::Unauthenticated),
+        }
+    }
+
+    /// Waits, bounded, for the position in `X-Min-Position`.
+    async fn read_your_writes(&self, headers: &HeaderMap) -> Result<(), QueryError> {
+        let Some(raw) = headers.get(MIN_POSITION_HEADER) else {
+            return Ok(());
+        };
+        let position = raw
+            .to_str()
+            .ok()
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .filter(|position| *position >= 0)
+            .ok_or_else(|| {
+                QueryError::BadInput(
+                    "bad_min_position",
+                    "X-Min-Position must be a non-negative integer: a position a command answered with"
+                        .into(),
+                )
+            })?;
+        let waited = self.config.min_position_wait;
+        if wait_for_read_models(&self.store, position, waited).await? {
+            Ok(())
+        } else {
+            Err(QueryError::MinPositionTimeout { position, waited })
+        }
+    }
+}
+
+/// A query page with no assets from elsewhere: a query, its variables, the answer.
+const QUERY_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Marquee GraphQL</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 1.5rem; }
+textarea { width: 100%; font-family: ui-monospace, monospace; }
+pre { background: #f4f4f4; padding: 1rem; overflow: auto; }
+</style>
+</head>
+<body>
+<h1>Marquee GraphQL</h1>
+<p>POST <code>/graphql</code>; subscriptions over <code>/graphql/ws</code> (graphql-transport-ws).
+Signed-in requests use the session cookie of this site.</p>
+<label for="query">Query</label>
+<textarea id="query" rows="14">{
+  movies(first: 5) {
+    totalCount
+    edges { node { id title year director genres } }
+    pageInfo { hasNextPage endCursor }
+  }
+}</textarea>
+<label for="variables">Variables (JSON)</label>
+<textarea id="variables" rows="3">{}</textarea>
+<p><button id="run">Run</button></p>
+<pre id="result"></pre>
+<script>
+document.getElementById("run").addEventListener("click", async () => {
+  const out = document.getElementById("result");
+  try {
+    const response = await fetch("/graphql", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        query: document.getElementById("query").value,
+        variables: JSON.parse(document.getElementById("variables").value || "{}"),
+      }),
+    });
+    out.textContent = JSON.stringify(await response.json(), null, 2);
+  } catch (error) {
+    out.textContent = String(error);
+  }
+});
+</script>
+</body>
+</html>
+"#;
