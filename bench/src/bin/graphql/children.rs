@@ -85,19 +85,9 @@ impl Server {
         Ok(kib / 1024.0)
     }
 
-    /// CPU time the server has used so far (user + system, /proc/PID/stat).
+    /// CPU time the server has used so far.
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("a /proc stat line")?
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-        // USER_HZ is 100 on every Linux this runs on.
-        Ok(ticks / 100.0)
+        cpu_seconds(self.pid)
     }
 
     /// SIGTERM, then waits for the server to exit (SIGKILL after 30 s).
@@ -118,4 +108,31 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// CPU time process `pid` has used so far (user + system, /proc/PID/stat).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a /proc stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Ok(ticks / 100.0)
+}
+
+/// The MariaDB (or MySQL) server process on this machine, if there is one to measure.
+pub fn database_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            matches!(comm.trim(), "mariadbd" | "mysqld").then_some(pid)
+        })
 }

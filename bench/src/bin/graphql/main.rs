@@ -100,7 +100,16 @@ struct Run {
     measurement: Measurement,
     /// The server's CPU time (user + system) over the window, per request that completed in it.
     server_cpu_ms_per_request: f64,
+    /// The same for MariaDB's server process (NaN when it is not on this machine).
+    database_cpu_ms_per_request: f64,
     server_peak_rss_mib: f64,
+}
+
+/// What one contender's window measured, with the CPU it cost.
+struct Cpu {
+    measurement: Measurement,
+    server_ms_per_request: f64,
+    database_ms_per_request: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +159,7 @@ async fn main() -> Result<()> {
     let terms = Arc::new(Vocabulary::new().search_terms());
     let matches_per_term = matches_per_term(&url, &terms).await?;
 
+    let database = children::database_pid();
     let warmup = Duration::from_secs(args.warmup);
     let window = Duration::from_secs(args.seconds);
     // Every contender must answer every term with the same page as the first before it is timed.
@@ -207,33 +217,51 @@ async fn main() -> Result<()> {
                 .into_iter()
                 .map(|c| c as Arc<dyn Contender>)
                 .collect();
-            // The server's CPU from the window's start to the last request's end.
+            // The server's and the database's CPU from the window's start to the last
+            // request's end.
+            let cpu = || -> Result<(f64, f64)> {
+                let database = match database {
+                    Some(pid) => children::cpu_seconds(pid)?,
+                    None => f64::NAN,
+                };
+                Ok((server.cpu_seconds()?, database))
+            };
             let cpu_at_window = async {
                 tokio::time::sleep(warmup).await;
-                server.cpu_seconds()
+                cpu()
             };
-            let (measurement, cpu_before) =
+            let (measurement, before) =
                 tokio::join!(driver::measure_each(clients, warmup, window), cpu_at_window);
-            let measurement = measurement?;
-            let cpu = server.cpu_seconds()? - cpu_before?;
-            anyhow::Ok((measurement, cpu * 1000.0 / measurement.events as f64))
+            let (measurement, before, after) = (measurement?, before?, cpu()?);
+            let per_request = |seconds: f64| seconds * 1000.0 / measurement.events as f64;
+            anyhow::Ok(Cpu {
+                server_ms_per_request: per_request(after.0 - before.0),
+                database_ms_per_request: per_request(after.1 - before.1),
+                measurement,
+            })
         }
         .await;
         let peak = server.peak_rss_mib();
         server.stop().await?;
-        let (measurement, server_cpu_ms_per_request) = measured?;
+        let Cpu {
+            measurement,
+            server_ms_per_request,
+            database_ms_per_request,
+        } = measured?;
         eprintln!(
-            "  {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} failures, server CPU {:.2} ms/request",
+            "  {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} failures, CPU per request: server {:.2} ms, database {:.2} ms",
             measurement.events_per_second,
             measurement.p50_ms,
             measurement.p99_ms,
             measurement.failures,
-            server_cpu_ms_per_request
+            server_ms_per_request,
+            database_ms_per_request
         );
         runs.push(Run {
             contestant,
             measurement,
-            server_cpu_ms_per_request,
+            server_cpu_ms_per_request: server_ms_per_request,
+            database_cpu_ms_per_request: database_ms_per_request,
             server_peak_rss_mib: peak?,
         });
     }
@@ -354,14 +382,14 @@ impl Report {
             .find(|run| run.contestant == Contestant::Limit)
             .map_or(f64::NAN, |run| run.measurement.events_per_second);
         let mut out = String::from(
-            "| Contender | Requests/s | p50 (ms) | p99 (ms) | Failures | ÷ (a) | Server CPU per request (ms) | Server peak RSS (MiB) |\n\
+            "| Contender | Requests/s | p50 (ms) | p99 (ms) | Failures | ÷ (a) | CPU per request, server / MariaDB (ms) | Server peak RSS (MiB) |\n\
              |---|--:|--:|--:|--:|--:|--:|--:|\n",
         );
         for run in &self.runs {
             let m = &run.measurement;
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} | {:.1} |",
+                "| {} | {:.0} | {:.2} | {:.2} | {} | {:.2} | {:.2} / {:.2} | {:.1} |",
                 run.contestant.label(),
                 m.events_per_second,
                 m.p50_ms,
@@ -369,6 +397,7 @@ impl Report {
                 m.failures,
                 m.events_per_second / limit,
                 run.server_cpu_ms_per_request,
+                run.database_cpu_ms_per_request,
                 run.server_peak_rss_mib,
             );
         }
