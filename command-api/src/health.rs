@@ -17,22 +17,20 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the event store answers.
+/// Readiness: the event store answers and, in the aws profile, so does SNS (the bus).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "The event store answers", body = crate::openapi::Readiness),
-        (status = 503, description = "The database is unavailable (`database_unavailable`)", body = crate::openapi::ErrorBody),
+        (status = 200, description = "The event store and the bus answer", body = crate::openapi::Readiness),
+        (status = 503, description = "The database (`database_unavailable`) or the bus (`service_unavailable`) is unavailable", body = crate::openapi::ErrorBody),
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let head = state
-        .store
-        .head()
-        .await
-        .map_err(ApiError::DatabaseUnavailable)?;
+    let (head, bus) = tokio::join!(state.store.head(), state.subscriptions.reachable());
+    let head = head.map_err(ApiError::DatabaseUnavailable)?;
+    bus?;
     Ok(Json(json!({ "status": "ready", "position": head })))
 }
 

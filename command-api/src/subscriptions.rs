@@ -2,6 +2,7 @@
 //! e-mail or SMS. Kept in SNS in the aws profile, in a table when embedded.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
@@ -129,6 +130,10 @@ pub trait SubscriptionDirectory: Send + Sync {
     async fn list(&self) -> Result<Vec<Subscription>, ApiError>;
     /// `false` when there was no such subscription.
     async fn unsubscribe(&self, id: &str) -> Result<bool, ApiError>;
+    /// Readiness: the service behind the directory answers (the database is checked apart).
+    async fn reachable(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// The embedded profile's subscriptions: a table the notification projector reads.
@@ -207,6 +212,9 @@ pub struct SnsSubscriptions {
     client: aws_sdk_sns::Client,
     topics: Vec<(Topic, String)>,
 }
+
+/// How long readiness waits for SNS: a hung endpoint fails the probe instead of stalling it.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl SnsSubscriptions {
     /// Finds the three topics' ARNs once at start-up (CreateTopic returns an existing topic's ARN).
@@ -308,6 +316,21 @@ impl SubscriptionDirectory for SnsSubscriptions {
             .await
             .map_err(sns_error)?;
         Ok(true)
+    }
+
+    /// SNS answers for the alerts topic, with this server's credentials.
+    async fn reachable(&self) -> Result<(), ApiError> {
+        let probe = self
+            .client
+            .get_topic_attributes()
+            .topic_arn(self.arn(Topic::Alerts))
+            .send();
+        match tokio::time::timeout(READINESS_TIMEOUT, probe).await {
+            Ok(answer) => answer.map(drop).map_err(sns_error),
+            Err(_) => Err(ApiError::Unavailable(format!(
+                "SNS did not answer within {READINESS_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 

@@ -10,7 +10,9 @@ use marquee::config::{LogFormat, PosterStore, Profile, Settings};
 use marquee::serve::RunningApp;
 use sqlx::Executor;
 
+pub mod lambda_function;
 pub mod lambda_runtime;
+pub mod template;
 
 /// The MariaDB every machine here runs; the test command starts it when it is not running.
 pub fn mysql_server_url() -> String {
@@ -531,6 +533,17 @@ pub fn marquee_binary() -> PathBuf {
         binary.display()
     );
     binary
+}
+
+/// Where scripts/package-lambdas leaves the Lambda zips: `lambda/` in the build's target
+/// directory (beside `debug/`, which holds this test binary).
+pub fn lambda_package_dir() -> PathBuf {
+    std::env::current_exe()
+        .expect("the test binary's path")
+        .ancestors()
+        .nth(3)
+        .expect("target/<profile>/deps/<test>")
+        .join("lambda")
 }
 
 /// Declares a test body once and runs it against both backends, as `sqlite::NAME` and
