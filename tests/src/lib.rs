@@ -497,6 +497,34 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs the projectors in this process until the app stops, as `marquee project` would
+    /// (metrics to this test's CloudWatch namespace on moto), for tests that read the read models
+    /// on the aws profile; the embedded profile's `serve` runs its own.
+    pub async fn project_in_process(&self, db: &TestDatabase) {
+        if db.backend == Backend::Sqlite {
+            return;
+        }
+        let settings = db.settings();
+        let aws = marquee::aws_config(&settings).await;
+        let adapters = projectors::Adapters {
+            metrics: std::sync::Arc::new(projectors::aws::CloudWatchMetrics::new(
+                aws_sdk_cloudwatch::Client::new(&aws),
+                db.metrics_namespace(),
+            )),
+            notifier: std::sync::Arc::new(projectors::LogNotifier),
+            dead_letters: None,
+        };
+        for projector in projectors::projectors(&self.app.store, &adapters, &settings.pipeline) {
+            tokio::spawn(projectors::tail(
+                projector,
+                Duration::from_millis(20),
+                self.app.stopped(),
+            ));
+        }
+    }
+}
+
 /// The password every test user has.
 pub const PASSWORD: &str = "correct horse battery";
 
