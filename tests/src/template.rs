@@ -115,10 +115,7 @@ pub fn resolve(value: &Value, scope: &Scope) -> String {
                 for (name, value) in parts[1].as_mapping().expect("Fn::Sub's variables") {
                     let name = name.as_str().expect("a variable name").to_string();
                     // A value the test set itself wins (such as an `!If` it cannot evaluate).
-                    if !inner.contains_key(&name) {
-                        let resolved = resolve(value, scope);
-                        inner.insert(name, resolved);
-                    }
+                    inner.entry(name).or_insert_with(|| resolve(value, scope));
                 }
                 substitute(&resolve(&parts[0], scope), &inner)
             }
