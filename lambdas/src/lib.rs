@@ -10,6 +10,11 @@ pub mod scheduler;
 
 use std::process::ExitCode;
 
+/// The same allocator as the marquee binary: the handlers fold pages of events, which glibc's
+/// allocator serves slowly across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use aws_config::{BehaviorVersion, SdkConfig};
 use event_store::{Database, EventStore, PoolSettings};
 use lambda_runtime::Diagnostic;
