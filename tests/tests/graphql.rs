@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use domain::Role;
 use futures::{SinkExt, StreamExt};
-use marquee_tests::{eventually, on_both_backends, TestApp, TestDatabase};
+use marquee_tests::{eventually, on_both_backends, Backend, TestApp, TestDatabase};
 use reqwest::Client;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -584,6 +584,39 @@ async fn reads_wait_for_their_writes(db: TestDatabase) {
         .await,
     );
     assert_eq!(fresh["movie"]["title"], "Fresh");
+    // The poster's URLs are the ones the command API answered with (disk or S3 alike).
+    if db.backend == Backend::MySql {
+        db.create_poster_bucket().await;
+    }
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(64, 96, image::Rgb([200, 30, 30]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let uploaded = Client::new()
+        .put(app.url(&format!("/api/movies/{id}/poster")))
+        .bearer_auth(&token)
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 200);
+    let uploaded: Value = uploaded.json().await.unwrap();
+    let with_poster = data(
+        gql_at(
+            &app,
+            None,
+            "query($id: ID!) { movie(id: $id) { posterUrl thumbnailUrl } }",
+            json!({ "id": id }),
+            Some(&uploaded["position"].to_string()),
+        )
+        .await,
+    );
+    assert_eq!(with_poster["movie"]["posterUrl"], uploaded["posterUrl"]);
+    assert_eq!(
+        with_poster["movie"]["thumbnailUrl"],
+        uploaded["thumbnailUrl"]
+    );
     let beyond = (position + 1000).to_string();
     let timeout = gql_at(&app, None, query, json!({ "id": id }), Some(&beyond)).await;
     assert_eq!(error_code(&timeout), "min_position_timeout");
