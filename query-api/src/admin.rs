@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, Object, SimpleObject};
 use async_trait::async_trait;
-use aws_sdk_cloudwatch::types::Statistic;
+use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat, ScanBy};
 use chrono::{DateTime, TimeDelta, Utc};
 use event_store::{format_timestamp, parse_timestamp, Database};
 use projectors::{LocalMetricSeries, METRIC_NAMES};
@@ -52,7 +52,7 @@ impl MetricSource for LocalMetrics {
     }
 }
 
-/// The aws profile's metrics, read with GetMetricStatistics from the namespace they are sent to.
+/// The aws profile's metrics, read with GetMetricData from the namespace they are sent to.
 pub struct CloudWatchSource {
     client: aws_sdk_cloudwatch::Client,
     namespace: String,
@@ -79,41 +79,54 @@ impl MetricSource for CloudWatchSource {
         let at =
             |t: DateTime<Utc>| aws_sdk_cloudwatch::primitives::DateTime::from_secs(t.timestamp());
         // The lag is a gauge; every other metric counts.
-        let statistic = if name == "ProjectionLagEvents" {
-            Statistic::Maximum
+        let stat = if name == "ProjectionLagEvents" {
+            "Maximum"
         } else {
-            Statistic::Sum
+            "Sum"
         };
-        let answer = self
+        let query = MetricDataQuery::builder()
+            .id("m")
+            .metric_stat(
+                MetricStat::builder()
+                    .metric(
+                        Metric::builder()
+                            .namespace(&self.namespace)
+                            .metric_name(name)
+                            .build(),
+                    )
+                    .period(period.num_seconds() as i32)
+                    .stat(stat)
+                    .build(),
+            )
+            .build();
+        let mut pages = self
             .client
-            .get_metric_statistics()
-            .namespace(&self.namespace)
-            .metric_name(name)
+            .get_metric_data()
+            .metric_data_queries(query)
             .start_time(at(from))
             .end_time(at(to))
-            .period(period.num_seconds() as i32)
-            .statistics(statistic.clone())
-            .send()
-            .await
-            .map_err(|e| {
+            .scan_by(ScanBy::TimestampAscending)
+            .into_paginator()
+            .send();
+        let mut points = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| {
                 QueryError::Unavailable(format!(
-                    "CloudWatch GetMetricStatistics: {}",
+                    "CloudWatch GetMetricData: {}",
                     aws_sdk_cloudwatch::error::DisplayErrorContext(&e)
                 ))
             })?;
-        let mut points: Vec<MetricPoint> = answer
-            .datapoints()
-            .iter()
-            .filter_map(|point| {
-                let at = DateTime::from_timestamp(point.timestamp()?.secs(), 0)?;
-                let value = match statistic {
-                    Statistic::Maximum => point.maximum()?,
-                    _ => point.sum()?,
-                };
-                Some(MetricPoint { at, value })
-            })
-            .collect();
-        points.sort_by_key(|p| p.at);
+            for result in page.metric_data_results() {
+                points.extend(result.timestamps().iter().zip(result.values()).filter_map(
+                    |(at, &value)| {
+                        Some(MetricPoint {
+                            at: DateTime::from_timestamp(at.secs(), 0)?,
+                            value,
+                        })
+                    },
+                ));
+            }
+        }
         Ok(points)
     }
 }
