@@ -9,9 +9,9 @@ use sqlx::Row;
 
 use crate::engine::{guard_key, lock_status, Projector, Rebuild};
 use crate::error::{ProjectorError, Result};
-use crate::sql::{insert_rows, OnConflict, Value};
 use crate::facts::fact;
 use crate::read_models::{Difference, ReadModel, READ_MODELS};
+use crate::sql::{insert_rows, OnConflict, Value};
 
 /// Events per read while rebuilding.
 const REPLAY_PAGE: u32 = 10_000;
