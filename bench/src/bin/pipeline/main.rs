@@ -20,6 +20,10 @@ mod sql_times;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+
+/// The marquee binary's allocator, so that the in-process replay runs as `marquee replay` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::Parser;
 use serde::Serialize;
 

@@ -485,7 +485,8 @@ impl Report {
              movie's later events fall at random within the next {} movies added, so pages \
              interleave streams ({}). Each replay starts on emptied projection tables and runs \
              the real code path: `projectors::replay` on an `EventStore` with the domain's \
-             upcasters, pages of {PAGE} events, one transaction each.{}",
+             upcasters, the log read in pages of {PAGE} events and folded in memory, the rows \
+             written in one transaction.{}",
             self.machine.cpus,
             filled.events,
             filled.movies,
