@@ -318,12 +318,21 @@ impl Drop for TestDatabase {
 
 /// Polls `check` until it yields a value or 10 s pass: for work the app finishes in the
 /// background (projections), never as a timing assertion.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(what, Duration::from_secs(10), check).await
+}
+
+/// As `eventually`, for background work that takes longer (a pipeline catching up after a crash).
+pub async fn eventually_within<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(value) = check().await {
             return value;
@@ -411,36 +420,11 @@ impl TestApp {
 
     /// Registers `username` (password `correct horse battery`) and signs in; returns the token.
     pub async fn signed_in(&self, username: &str) -> String {
-        let client = reqwest::Client::new();
-        let registered = client
-            .post(self.url("/api/users"))
-            .json(&serde_json::json!({
-                "username": username,
-                "email": format!("{username}@example.com"),
-                "password": PASSWORD,
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            registered.status(),
-            201,
-            "{}",
-            registered.text().await.unwrap()
-        );
-        self.sign_in(username).await
+        signed_in_at(&self.base_url, username).await
     }
 
     pub async fn sign_in(&self, username: &str) -> String {
-        let response = reqwest::Client::new()
-            .post(self.url("/api/sessions"))
-            .json(&serde_json::json!({ "username": username, "password": PASSWORD }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["token"].as_str().unwrap().to_string()
+        sign_in_at(&self.base_url, username).await
     }
 
     /// Grants `role` the way an operator does, then signs in again so the token carries it.
@@ -521,6 +505,83 @@ impl TestApp {
                 Duration::from_millis(20),
                 self.app.stopped(),
             ));
+        }
+    }
+}
+
+/// Registers `username` (password `correct horse battery`) on the app at `base_url` and signs
+/// in; returns the token.
+pub async fn signed_in_at(base_url: &str, username: &str) -> String {
+    let registered = reqwest::Client::new()
+        .post(format!("{base_url}/api/users"))
+        .json(&serde_json::json!({
+            "username": username,
+            "email": format!("{username}@example.com"),
+            "password": PASSWORD,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        registered.status(),
+        201,
+        "{}",
+        registered.text().await.unwrap()
+    );
+    sign_in_at(base_url, username).await
+}
+
+pub async fn sign_in_at(base_url: &str, username: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base_url}/api/sessions"))
+        .json(&serde_json::json!({ "username": username, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let body: serde_json::Value = response.json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+impl TestDatabase {
+    /// Starts the real `marquee serve` binary on this database as a child process (killed when
+    /// dropped) on `127.0.0.1:port`, its stderr appended to `log`; returns once `/readyz` says 200.
+    pub async fn serve_binary(&self, port: u16, log: &std::path::Path) -> tokio::process::Child {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the serve log");
+        let child = tokio::process::Command::new(marquee_binary())
+            .arg("serve")
+            .envs(self.env())
+            .env("MARQUEE_BIND", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("marquee serve starts");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
+                if answer.status() == 200 {
+                    return child;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "serve never became ready; its log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
