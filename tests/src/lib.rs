@@ -569,20 +569,26 @@ impl TestDatabase {
             .kill_on_drop(true)
             .spawn()
             .expect("marquee serve starts");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await {
-                if answer.status() == 200 {
-                    return child;
-                }
+        wait_ready(&format!("http://127.0.0.1:{port}"), log).await;
+        child
+    }
+}
+
+/// Waits (up to 30 s) until the `serve` at `base` says 200 on `/readyz`; fails showing its `log`.
+pub async fn wait_ready(base: &str, log: &std::path::Path) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(answer) = reqwest::get(format!("{base}/readyz")).await {
+            if answer.status() == 200 {
+                return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "serve never became ready; its log:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve never became ready; its log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -15,7 +15,9 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use marquee_tests::lambda_function::{failures, Function, Queue};
 use marquee_tests::template::{resolve, scalar, Scope, Template};
-use marquee_tests::{eventually, marquee_binary, moto, Backend, TestDatabase, PASSWORD};
+use marquee_tests::{
+    eventually, free_port, marquee_binary, moto, wait_ready, Backend, TestDatabase, PASSWORD,
+};
 use projectors::aws::Topology;
 use projectors::{Topic, PROJECTIONS, READ_MODELS};
 use serde_json::{json, Value};
@@ -232,30 +234,6 @@ fn spawn_marquee(command: &str, env: &[(String, String)], log: &Path) -> Child {
         .kill_on_drop(true)
         .spawn()
         .expect("marquee starts")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap()
-        .port()
-}
-
-async fn wait_ready(base: &str, log: &Path) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(answer) = reqwest::get(format!("{base}/readyz")).await {
-            if answer.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "serve never became ready; its log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The JSON log lines of a process.
