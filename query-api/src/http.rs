@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql::{Data, Pos, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{RawQuery, State, WebSocketUpgrade};
-use axum::http::HeaderMap;
+use async_graphql::{Data, ParseRequestError, Pos, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -20,6 +22,9 @@ use crate::{schema_builder, MarqueeSchema, QueryApi};
 
 /// Read-your-writes: answer only once the read models have applied this position.
 pub const MIN_POSITION_HEADER: &str = "x-min-position";
+
+/// The largest `POST /graphql` body read: far past any real document, short of a flood.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How long a quiet WebSocket may stay open without the client's pings.
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -34,7 +39,12 @@ struct Service {
 pub fn router(api: QueryApi) -> Router {
     let schema = schema_builder().data(api.clone()).finish();
     Router::new()
-        .route("/graphql", get(get_graphql).post(post_graphql))
+        .route(
+            "/graphql",
+            get(get_graphql)
+                .post(post_graphql)
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
         .route("/graphql/ws", get(websocket))
         .with_state(Service { schema, api })
 }
@@ -42,9 +52,45 @@ pub fn router(api: QueryApi) -> Router {
 async fn post_graphql(
     State(service): State<Service>,
     headers: HeaderMap,
-    request: GraphQLRequest,
-) -> GraphQLResponse {
-    execute(&service, &headers, request.into_inner()).await
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return unreadable(ParseRequestError::PayloadTooLarge)
+        }
+        Err(rejection) => {
+            return unreadable(ParseRequestError::InvalidRequest(Box::new(rejection)))
+        }
+    };
+    if body.trim_ascii_start().starts_with(b"[") {
+        return unreadable(ParseRequestError::UnsupportedBatch);
+    }
+    match serde_json::from_slice::<async_graphql::Request>(&body) {
+        Ok(request) => execute(&service, &headers, request).await.into_response(),
+        Err(error) => unreadable(ParseRequestError::InvalidRequest(Box::new(error))),
+    }
+}
+
+/// A body that is no GraphQL request (not JSON, invalid UTF-8, a batch, too large): a GraphQL
+/// error with a code, never the extractor's plain-text debug output.
+fn unreadable(error: ParseRequestError) -> Response {
+    let status = match error {
+        ParseRequestError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let message = match error {
+        ParseRequestError::InvalidRequest(cause) => {
+            format!("the body is not a GraphQL request: {cause}")
+        }
+        ParseRequestError::UnsupportedBatch => {
+            "batches are not accepted: send one operation per request".to_string()
+        }
+        other => format!("the body is not a GraphQL request: {other}"),
+    };
+    let mut response = failed(QueryError::BadInput("bad_request", message)).into_response();
+    *response.status_mut() = status;
+    response
 }
 
 async fn get_graphql(
