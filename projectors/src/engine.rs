@@ -181,12 +181,9 @@ impl Projector {
             self.projection
                 .apply(&mut tx, db.backend(), &to_apply)
                 .await?;
-            insert_rows(
+            write_guards(
                 &mut tx,
                 db.backend(),
-                "projection_streams",
-                &["projection", "aggregate_id", "last_sequence"],
-                &["projection", "aggregate_id"],
                 OnConflict::Replace(&["last_sequence"]),
                 &moved,
             )
@@ -255,16 +252,7 @@ impl Projector {
                 ]
             })
             .collect();
-        insert_rows(
-            tx,
-            backend,
-            "projection_streams",
-            &["projection", "aggregate_id", "last_sequence"],
-            &["projection", "aggregate_id"],
-            OnConflict::Ignore,
-            &fresh,
-        )
-        .await?;
+        write_guards(tx, backend, OnConflict::Ignore, &fresh).await?;
         let lock = match backend {
             Backend::MySql => " FOR UPDATE",
             Backend::Sqlite => "",
@@ -321,6 +309,26 @@ pub(crate) async fn lock_status(tx: &mut Tx, backend: Backend, name: &str) -> Re
         .await?;
         sqlx::query(lock).bind(name).fetch_one(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Writes `projection_streams` rows, each `[projection, stream key, last sequence]`.
+pub(crate) async fn write_guards(
+    tx: &mut Tx,
+    backend: Backend,
+    on_conflict: OnConflict<'_>,
+    rows: &[Vec<Value>],
+) -> Result<()> {
+    insert_rows(
+        tx,
+        backend,
+        "projection_streams",
+        &["projection", "aggregate_id", "last_sequence"],
+        &["projection", "aggregate_id"],
+        on_conflict,
+        rows,
+    )
+    .await?;
     Ok(())
 }
 

@@ -128,17 +128,7 @@ impl MetricSink for LocalMetricSeries {
                 ]
             })
             .collect();
-        insert_rows(
-            tx,
-            backend,
-            "metric_points",
-            &["name", "minute", "value"],
-            &["name", "minute"],
-            OnConflict::Add("value"),
-            &rows,
-        )
-        .await?;
-        Ok(())
+        write_points(tx, backend, OnConflict::Add("value"), &rows).await
     }
 
     async fn flush(&self, _db: &Database) -> Result<()> {
@@ -188,6 +178,26 @@ impl LocalMetricSeries {
         }
         Ok(points)
     }
+}
+
+/// Writes `metric_points` rows, each `[name, minute, value]`.
+async fn write_points(
+    tx: &mut Tx,
+    backend: Backend,
+    on_conflict: OnConflict<'_>,
+    rows: &[Vec<Value>],
+) -> Result<()> {
+    insert_rows(
+        tx,
+        backend,
+        "metric_points",
+        &["name", "minute", "value"],
+        &["name", "minute"],
+        on_conflict,
+        rows,
+    )
+    .await?;
+    Ok(())
 }
 
 fn minute_of(at: DateTime<Utc>) -> String {
@@ -271,16 +281,6 @@ impl Rebuild for LocalSeriesRebuild {
                 ]
             })
             .collect();
-        insert_rows(
-            tx,
-            backend,
-            "metric_points",
-            &["name", "minute", "value"],
-            &["name", "minute"],
-            OnConflict::Fail,
-            &rows,
-        )
-        .await?;
-        Ok(())
+        write_points(tx, backend, OnConflict::Fail, &rows).await
     }
 }

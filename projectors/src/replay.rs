@@ -7,11 +7,11 @@ use chrono::Utc;
 use event_store::{format_timestamp, Backend, EventStore};
 use sqlx::Row;
 
-use crate::engine::{guard_key, lock_status, Projector, Rebuild};
+use crate::engine::{guard_key, lock_status, write_guards, Projector, Rebuild};
 use crate::error::{ProjectorError, Result};
 use crate::facts::fact;
 use crate::read_models::{Difference, ReadModel, READ_MODELS};
-use crate::sql::{insert_rows, OnConflict, Value};
+use crate::sql::{OnConflict, Value};
 
 /// Events per read while rebuilding.
 const REPLAY_PAGE: u32 = 10_000;
@@ -69,16 +69,7 @@ pub async fn replay(projector: &Projector) -> Result<ReplayReport> {
             ]
         })
         .collect();
-    insert_rows(
-        &mut tx,
-        db.backend(),
-        "projection_streams",
-        &["projection", "aggregate_id", "last_sequence"],
-        &["projection", "aggregate_id"],
-        OnConflict::Fail,
-        &guards,
-    )
-    .await?;
+    write_guards(&mut tx, db.backend(), OnConflict::Fail, &guards).await?;
     sqlx::query(
         "UPDATE projection_status SET position = ?, last_error = NULL, updated_at = ? WHERE name = ?",
     )
