@@ -55,8 +55,13 @@ impl Queue {
     /// Receives `count` messages with every attribute, leaving them in flight (hidden, not
     /// deleted), as the event source mapping does while the function runs.
     pub async fn receive(&self, count: usize) -> Vec<Message> {
-        let mut received: Vec<Message> = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        // Wait until all are published: a FIFO queue hides a group's later messages while an
+        // earlier one is in flight, so receiving a part early would hold the rest back.
+        while self.visible().await < count && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut received: Vec<Message> = Vec::new();
         while received.len() < count && tokio::time::Instant::now() < deadline {
             let batch = self
                 .sqs
@@ -73,6 +78,23 @@ impl Queue {
         }
         assert_eq!(received.len(), count, "{received:?}");
         received
+    }
+
+    /// Messages waiting to be received.
+    async fn visible(&self) -> usize {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .unwrap();
+        attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Makes in-flight messages visible again, as a failed or timed-out invocation does.
