@@ -10,6 +10,7 @@ use marquee::config::{LogFormat, PosterStore, Profile, Settings};
 use marquee::serve::RunningApp;
 use sqlx::Executor;
 
+pub mod images;
 pub mod lambda_function;
 pub mod lambda_runtime;
 pub mod template;

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 use marquee_tests::fixtures::movie_stream;
+use marquee_tests::images::png_declaring;
 use marquee_tests::{Backend, TestApp, TestDatabase};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
@@ -25,50 +26,6 @@ fn poster(format: ImageFormat) -> Vec<u8> {
     let mut out = Vec::new();
     image.write_to(&mut Cursor::new(&mut out), format).unwrap();
     out
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-fn png_chunk(png: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-    let mut chunk = kind.to_vec();
-    chunk.extend_from_slice(data);
-    png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-    png.extend_from_slice(&chunk);
-    png.extend_from_slice(&crc32(&chunk).to_be_bytes());
-}
-
-/// A well-formed PNG claiming 100 000 × 100 000 RGBA pixels (40 GB decoded) whose image data is
-/// one empty row: what a decompression bomb looks like up to the point of inflating it.
-fn decompression_bomb() -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut header = Vec::new();
-    header.extend_from_slice(&100_000u32.to_be_bytes());
-    header.extend_from_slice(&100_000u32.to_be_bytes());
-    header.extend_from_slice(&[8, 6, 0, 0, 0]);
-    png_chunk(&mut png, b"IHDR", &header);
-    // A zlib stream holding one stored deflate block of a single zero byte.
-    png_chunk(
-        &mut png,
-        b"IDAT",
-        &[
-            0x78, 0x01, 0x01, 0x01, 0x00, 0xfe, 0xff, 0x00, 0x00, 0x01, 0x00, 0x01,
-        ],
-    );
-    png_chunk(&mut png, b"IEND", &[]);
-    png
 }
 
 async fn upload(
@@ -261,7 +218,7 @@ async fn refused_uploads_store_nothing() {
         Some(&token),
         &movie,
         "image/png",
-        decompression_bomb(),
+        png_declaring(100_000, 100_000),
     )
     .await;
     expect_error(bomb, StatusCode::UNPROCESSABLE_ENTITY, "image_too_large").await;
