@@ -6,6 +6,7 @@ pub mod config;
 mod operator;
 pub mod serve;
 pub mod telemetry;
+pub mod web;
 
 pub mod pipeline;
 

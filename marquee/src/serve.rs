@@ -73,10 +73,17 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
         settings.query,
         stopped.clone(),
     );
+    let headers =
+        crate::web::SecurityHeaders::new(&api_config.public_origin, &posters.public_url(""));
     let state = AppState::new(store.clone(), api_config, posters, subscriptions)?;
-    // The command router brings the fallback; GraphQL's routes merge beside its own.
+    // The command router brings the fallback; GraphQL's and the UI's routes merge beside its own.
     let app = query_api::router(query)
         .merge(command_api::router(state))
+        .merge(crate::web::router())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(headers),
+            crate::web::security_headers,
+        ))
         .into_make_service_with_connect_info::<SocketAddr>();
     let mut shutdown = stopped;
     let server = tokio::spawn(async move {

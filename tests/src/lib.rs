@@ -556,6 +556,16 @@ impl TestDatabase {
     /// Starts the real `marquee serve` binary on this database as a child process (killed when
     /// dropped) on `127.0.0.1:port`, its stderr appended to `log`; returns once `/readyz` says 200.
     pub async fn serve_binary(&self, port: u16, log: &std::path::Path) -> tokio::process::Child {
+        self.serve_binary_with(port, log, &[]).await
+    }
+
+    /// As `serve_binary`, with more environment (`MARQUEE_PUBLIC_URL`, …).
+    pub async fn serve_binary_with(
+        &self,
+        port: u16,
+        log: &std::path::Path,
+        extra_env: &[(&str, String)],
+    ) -> tokio::process::Child {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -565,6 +575,11 @@ impl TestDatabase {
             .arg("serve")
             .envs(self.env())
             .env("MARQUEE_BIND", format!("127.0.0.1:{port}"))
+            .envs(
+                extra_env
+                    .iter()
+                    .map(|(name, value)| (*name, value.as_str())),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)
