@@ -2,8 +2,9 @@
 // verification on), sign out, sign in with the passkey, add a movie with a poster (file
 // chooser) while a second browser sees it appear live, a hostile title shown as text (poster
 // dropped), a validation message at its field, a version conflict explained, keyboard-only
-// reach of the main controls, and a phone-sized screen. Screenshots of each page.
-import { apiToken, assert, config, main, png, waitForHeading, waitForText } from './lib/harness.mjs';
+// reach of the main controls, and a phone-sized screen. Screenshots of each page, and axe-core's
+// WCAG A/AA rules on each.
+import { accessible, apiToken, assert, config, main, png, waitForHeading, waitForText } from './lib/harness.mjs';
 
 const HOSTILE_TITLE = '<script>alert(1)</script>';
 
@@ -19,6 +20,7 @@ await main('core', async (run) => {
     await waitForHeading(page, 'Catalogue');
     await page.getByRole('link', { name: 'Register' }).waitFor();
     await run.screenshot(page, 'catalogue-anonymous');
+    await accessible(page, 'catalogue-anonymous');
   });
 
   await run.step('register', async () => {
@@ -28,6 +30,7 @@ await main('core', async (run) => {
     await page.getByLabel('Email').fill(`${username}@example.com`);
     await page.getByLabel('Password').fill(config.password);
     await run.screenshot(page, 'register');
+    await accessible(page, 'register');
     await page.getByRole('button', { name: 'Create account' }).click();
     await waitForHeading(page, 'Your account');
     await waitForText(page.locator('.signed-in-as'), username);
@@ -53,6 +56,7 @@ await main('core', async (run) => {
     const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
     assert(credentials.length === 1, `the authenticator holds one credential, not ${credentials.length}`);
     await run.screenshot(page, 'account-with-passkey');
+    await accessible(page, 'account-with-passkey');
   });
 
   await run.step('sign out', async () => {
@@ -66,6 +70,7 @@ await main('core', async (run) => {
     await waitForHeading(page, 'Sign in');
     await page.getByLabel('Username').fill(username);
     await run.screenshot(page, 'sign-in');
+    await accessible(page, 'sign-in');
     await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
     await waitForText(page.locator('.signed-in-as'), username);
     const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
@@ -96,6 +101,7 @@ await main('core', async (run) => {
     await page.getByLabel('Choose a poster image').setInputFiles({ name: 'poster.png', mimeType: 'image/png', buffer: await png(400, 600) });
     await page.locator('.poster-preview:not([hidden])').waitFor();
     await run.screenshot(page, 'add-movie');
+    await accessible(page, 'add-movie');
     // Record every value the progress bar takes: the page moves on once the upload is done.
     await page.evaluate(() => {
       window.progressSeen = [];
@@ -111,6 +117,7 @@ await main('core', async (run) => {
     await poster.waitFor();
     await page.waitForFunction(() => document.querySelector('.movie-poster img')?.naturalWidth === 400);
     await run.screenshot(page, 'movie');
+    await accessible(page, 'movie');
   });
 
   await run.step('the second browser sees it appear live, without a reload', async () => {
@@ -120,6 +127,7 @@ await main('core', async (run) => {
     assert(await watcher.evaluate(() => window.notReloaded === true), 'the watching page did not reload');
     await waitForText(watcher.locator('#announcer'), title);
     await run.screenshot(watcher, 'catalogue-live');
+    await accessible(watcher, 'catalogue-live');
   });
 
   await run.step('a title holding <script> shows as text (poster dropped on the form)', async () => {
@@ -163,6 +171,7 @@ await main('core', async (run) => {
     assert(/year/i.test(message), `the year's message is the API's: ${message}`);
     assert(await year.evaluate((el) => el === document.activeElement), 'focus is on the year');
     await run.screenshot(page, 'validation');
+    await accessible(page, 'validation');
   });
 
   await run.step('a version conflict is explained with the other change', async () => {
@@ -191,6 +200,7 @@ await main('core', async (run) => {
     await waitForText(conflict, `${title} (director's cut)`);
     assert(await page.evaluate(() => document.activeElement?.id === 'conflict-heading'), 'focus is on the explanation');
     await run.screenshot(page, 'version-conflict');
+    await accessible(page, 'version-conflict');
     await page.getByRole('button', { name: 'Keep my changes on top of theirs' }).click();
     await page.getByRole('button', { name: 'Save changes' }).click();
     await waitForHeading(page, `${title} (director's cut)`);
@@ -239,8 +249,10 @@ await main('core', async (run) => {
     const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert(overflow <= 0, `no sideways scrolling on a phone (${overflow}px too wide)`);
     await run.screenshot(phone, 'phone-catalogue');
+    await accessible(phone, 'phone-catalogue');
     await phone.goto(movieUrl.replace(/^.*#/, '/#'));
     await waitForHeading(phone, title);
     await run.screenshot(phone, 'phone-movie');
+    await accessible(phone, 'phone-movie');
   });
 });

@@ -10,7 +10,8 @@
 //   MARQUEE_ARTIFACTS       where screenshots go
 //   MARQUEE_EXTRA_ORIGINS   other origins the pages may load from (space-separated: the S3 posters)
 //   CHROMIUM                the browser (default /usr/bin/chromium)
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -129,6 +130,29 @@ export async function main(name, body) {
 
 export function assert(condition, message) {
   if (!condition) throw new Error(`assertion failed: ${message}`);
+}
+
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * Runs axe-core's WCAG 2.1 A and AA rules on the page as it is (labels, names, contrast,
+ * landmarks, ARIA); fails listing every violation. Evaluated through the DevTools protocol, so
+ * the site's CSP stays as it is.
+ */
+export async function accessible(page, what) {
+  await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, {
+      runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+    });
+    return result.violations.map((v) => ({
+      rule: v.id,
+      impact: v.impact,
+      help: v.help,
+      where: v.nodes.slice(0, 5).map((node) => node.target.join(' ')),
+    }));
+  });
+  assert(violations.length === 0, `${what}: accessibility violations:\n${JSON.stringify(violations, null, 2)}`);
 }
 
 /** Waits until `locator`'s text contains `text` (string or RegExp). */
