@@ -4,7 +4,9 @@
 // dropped), a validation message at its field, a version conflict explained, keyboard-only
 // reach of the main controls, and a phone-sized screen. Screenshots of each page, and axe-core's
 // WCAG A/AA rules on each.
-import { accessible, apiToken, assert, config, main, png, waitForHeading, waitForText } from './lib/harness.mjs';
+import {
+  accessible, apiToken, assert, config, main, png, signInWithPassword, waitForHeading, waitForText,
+} from './lib/harness.mjs';
 
 const HOSTILE_TITLE = '<script>alert(1)</script>';
 
@@ -240,6 +242,18 @@ await main('core', async (run) => {
     await page.keyboard.press('Enter');
     await page.waitForFunction(() => document.activeElement?.matches('main h1') && document.activeElement.textContent !== 'Catalogue');
     assert((await page.url()).includes('#/movies/'), 'Enter on a card opens the movie');
+  });
+
+  await run.step('the menu follows roles', async () => {
+    assert(await page.locator('#nav a', { hasText: 'Admin' }).count() === 0, 'a user sees no Admin link');
+    const admin = await run.newPage('admin');
+    await signInWithPassword(admin, config.adminUser);
+    await admin.locator('#nav a', { hasText: 'Admin' }).waitFor();
+    assert(await admin.locator('#nav a', { hasText: 'Audit' }).count() === 0, 'an admin without the auditor role sees no Audit link');
+    await admin.goto('/#/audit');
+    await waitForHeading(admin, 'Not allowed');
+    await page.goto('/#/admin');
+    await waitForHeading(page, 'Not allowed');
   });
 
   await run.step('a phone-sized screen', async () => {
