@@ -240,8 +240,8 @@ function rolesSection(announce) {
         announce(`Granted the ${role} role to ${username}.`);
       } catch (error) {
         // The API names no field for these two; they are about the username.
-        const field = error.code === 'not_found' || error.code === 'role_already_granted' ? 'username' : error.field;
-        showError({ ...error, message: error.message, field }, fields, formError);
+        const at = error.code === 'not_found' || error.code === 'role_already_granted' ? 'username' : error.field;
+        showError({ message: error.message, field: at }, fields, formError);
       }
     });
   }
