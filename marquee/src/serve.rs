@@ -70,6 +70,7 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
         store.clone(),
         posters.clone(),
         metric_source(settings, &store).await,
+        dead_letters(settings).await,
         settings.query,
         stopped.clone(),
     );
@@ -139,6 +140,20 @@ async fn metric_source(
             Arc::new(query_api::CloudWatchSource::new(
                 aws_sdk_cloudwatch::Client::new(&aws),
                 settings.metrics_namespace.clone(),
+            ))
+        }
+    }
+}
+
+/// What GraphQL's `deadLetters` asks: the projectors' queues, which only the aws profile has.
+async fn dead_letters(settings: &Settings) -> Option<Arc<dyn projectors::DeadLetterProbe>> {
+    match settings.profile {
+        Profile::Embedded => None,
+        Profile::Aws => {
+            let aws = crate::aws_config(settings).await;
+            Some(projectors::sqs_dead_letters(
+                &aws,
+                &crate::pipeline::topology(settings),
             ))
         }
     }

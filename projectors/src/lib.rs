@@ -29,12 +29,13 @@ pub use metrics::{
     METRIC_NAMES, NAMESPACE,
 };
 pub use notifications::{
-    raise_alert, AlertRules, LogNotifier, Notification, Notifications, Notifier, Topic,
-    NOTIFICATIONS,
+    raise_alert, recent_alerts, AlertRules, LogNotifier, Notification, Notifications, Notifier,
+    RecordedAlert, Topic, NOTIFICATIONS,
 };
 pub use outbox::Outbox;
 pub use pipeline::{
-    domain_upcaster, maintenance, projector, projectors, Adapters, PipelineSettings, PROJECTIONS,
+    domain_upcaster, maintenance, projector, projectors, sqs_dead_letters, Adapters,
+    PipelineSettings, PROJECTIONS,
 };
 pub use read_models::{
     Difference, LoginRow, MovieRow, ReadModel, ReadModels, UserRow, READ_MODELS,

@@ -324,3 +324,47 @@ pub async fn raise_alert(db: &Database, key: String, alert: Notification) -> Res
     tx.commit().await?;
     Ok(())
 }
+
+/// An alert as the outbox holds it: what was said, when it was queued and whether it went out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedAlert {
+    pub notification: Notification,
+    pub created_at: String,
+    pub sent_at: Option<String>,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// The latest `limit` alerts, newest first, from the notifications outbox (both profiles queue
+/// every notification there before sending it).
+pub async fn recent_alerts(db: &Database, limit: i64) -> Result<Vec<RecordedAlert>> {
+    // Serde writes `topic` first, so the prefix picks the alerts without parsing every row.
+    let rows = sqlx::query(
+        "SELECT payload, created_at, sent_at, attempts, last_error FROM outbox \
+         WHERE channel = ? AND payload LIKE '{\"topic\":\"alerts\"%' \
+         ORDER BY created_at DESC, effect_key DESC LIMIT ?",
+    )
+    .bind(NOTIFICATIONS_OUTBOX.channel())
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut alerts = Vec::with_capacity(rows.len());
+    for row in rows {
+        let payload = text_column(&row, 0)?.unwrap_or_default();
+        let notification = serde_json::from_str::<Notification>(&payload).map_err(|e| {
+            crate::ProjectorError::Undecodable {
+                position: 0,
+                event_type: "notifications outbox row".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        alerts.push(RecordedAlert {
+            notification,
+            created_at: text_column(&row, 1)?.unwrap_or_default(),
+            sent_at: text_column(&row, 2)?,
+            attempts: row.try_get(3)?,
+            last_error: text_column(&row, 4)?,
+        });
+    }
+    Ok(alerts)
+}

@@ -26,6 +26,10 @@ impl Outbox {
         Self { channel }
     }
 
+    pub const fn channel(&self) -> &'static str {
+        self.channel
+    }
+
     /// Adds effects; one whose key is already there (from an earlier delivery) is left alone.
     pub async fn put<T: Serialize>(
         &self,

@@ -46,12 +46,20 @@ impl Adapters {
                 topology.metrics_namespace.clone(),
             )),
             notifier: Arc::new(SnsNotifier::connect(config, topology).await?),
-            dead_letters: Some(Arc::new(SqsDeadLetters {
-                client: aws_sdk_sqs::Client::new(config),
-                topology: topology.clone(),
-            })),
+            dead_letters: Some(sqs_dead_letters(config, topology)),
         })
     }
+}
+
+/// The probe of every projector's dead-letter queue (asks SQS only when called).
+pub fn sqs_dead_letters(
+    config: &aws_config::SdkConfig,
+    topology: &Topology,
+) -> Arc<dyn DeadLetterProbe> {
+    Arc::new(SqsDeadLetters {
+        client: aws_sdk_sqs::Client::new(config),
+        topology: topology.clone(),
+    })
 }
 
 /// The depth of every projector's dead-letter queue.

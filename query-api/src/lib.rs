@@ -3,6 +3,7 @@
 //! the command side's aggregates in memory).
 
 mod admin;
+mod alerts;
 mod audit;
 mod auth;
 pub mod catalogue;
@@ -22,6 +23,7 @@ use async_graphql::{
 };
 use command_api::{PosterStorage, Sessions};
 use event_store::EventStore;
+use projectors::DeadLetterProbe;
 use tokio::sync::watch;
 
 pub use admin::{CloudWatchSource, LocalMetrics, MetricSource};
@@ -41,6 +43,7 @@ pub struct Query(
     me::MeQuery,
     audit::AuditQuery,
     admin::AdminQuery,
+    alerts::AlertsQuery,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -72,17 +75,20 @@ pub struct QueryApi {
     store: EventStore,
     catalogue: Catalogue,
     metrics: Arc<dyn MetricSource>,
+    dead_letters: Option<Arc<dyn DeadLetterProbe>>,
     sessions: Sessions,
     config: QueryConfig,
     live: live::Live,
 }
 
 impl QueryApi {
-    /// Starts the live-update tasks (until `stop` turns true).
+    /// Starts the live-update tasks (until `stop` turns true). `dead_letters` is the
+    /// pipeline's probe where it has dead-letter queues.
     pub fn new(
         store: EventStore,
         posters: Arc<dyn PosterStorage>,
         metrics: Arc<dyn MetricSource>,
+        dead_letters: Option<Arc<dyn DeadLetterProbe>>,
         config: QueryConfig,
         stop: watch::Receiver<bool>,
     ) -> Self {
@@ -93,6 +99,7 @@ impl QueryApi {
             store,
             catalogue,
             metrics,
+            dead_letters,
             config,
             live,
         }

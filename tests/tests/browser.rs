@@ -148,3 +148,23 @@ fn artifacts_dir() -> PathBuf {
         .expect("target/<profile>/deps/<test>")
         .join("browser-artifacts")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_on_sqlite() {
+    Site::start(Backend::Sqlite).await.run("admin.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_pages_on_mariadb() {
+    Site::start(Backend::MySql).await.run("admin.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_pages_on_sqlite() {
+    Site::start(Backend::Sqlite).await.run("audit.mjs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_pages_on_mariadb() {
+    Site::start(Backend::MySql).await.run("audit.mjs").await;
+}

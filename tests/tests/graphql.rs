@@ -17,6 +17,7 @@ on_both_backends!(
     the_catalogue_pages_filters_and_searches,
     accounts_history_and_the_ledger,
     admins_see_stats_metrics_and_projections,
+    admins_see_alerts_and_dead_letters,
     reads_wait_for_their_writes,
     abusive_queries_are_refused,
     every_role_sees_only_its_fields,
@@ -563,6 +564,60 @@ async fn admins_see_stats_metrics_and_projections(db: TestDatabase) {
     assert_eq!(error_code(&unknown), "unknown_metric");
 }
 
+async fn admins_see_alerts_and_dead_letters(db: TestDatabase) {
+    if db.backend == Backend::MySql {
+        // The dead-letter queues the probe asks SQS about.
+        let provisioned = db.marquee(&["provision"]);
+        assert!(provisioned.status.success(), "{provisioned:?}");
+    }
+    let app = start(&db).await;
+    let admin = app.signed_in_with_role("alma", Role::Admin).await;
+    let auditor = app.signed_in_with_role("otto", Role::Auditor).await;
+    let (id, _) = add(&app, &admin, "Doomed", 1999, "Someone", &["Drama"]).await;
+    remove(&app, &admin, &id).await;
+    let query = "{ alerts(first: 5) { at subject message sentAt attempts lastError } }";
+    let alerts = eventually("the removal's alert, sent", || async {
+        let answer = data(gql(&app, Some(&admin), query, json!({})).await);
+        let alerts = answer["alerts"].as_array().unwrap().clone();
+        alerts
+            .iter()
+            .any(|a| a["sentAt"].is_string())
+            .then_some(alerts)
+    })
+    .await;
+    // Only the `alerts` topic: the new movie's notification (`movies`) is left out.
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["subject"], "Marquee: movie removed: Doomed");
+    assert!(alerts[0]["message"].as_str().unwrap().contains(&id));
+    assert_eq!(alerts[0]["attempts"], 1);
+    assert_eq!(alerts[0]["lastError"], Value::Null);
+    let too_many = gql(&app, Some(&admin), "{ alerts(first: 101) { at } }", json!({})).await;
+    assert_eq!(error_code(&too_many), "page_size_exceeded");
+
+    let queues = data(
+        gql(
+            &app,
+            Some(&admin),
+            "{ deadLetters { queue messages } }",
+            json!({}),
+        )
+        .await,
+    );
+    let queues = queues["deadLetters"].as_array().unwrap();
+    match db.backend {
+        // No queues in the embedded profile.
+        Backend::Sqlite => assert!(queues.is_empty(), "{queues:?}"),
+        Backend::MySql => {
+            assert_eq!(queues.len(), 3, "{queues:?}");
+            assert!(queues.iter().all(|q| q["messages"] == 0), "{queues:?}");
+        }
+    }
+    for field in ["{ deadLetters { queue } }", "{ alerts { at } }"] {
+        let refused = gql(&app, Some(&auditor), field, json!({})).await;
+        assert_eq!(error_code(&refused), "forbidden", "{field}");
+    }
+}
+
 async fn reads_wait_for_their_writes(db: TestDatabase) {
     let app = db
         .spawn_app_with(|settings| {
@@ -738,6 +793,7 @@ async fn every_role_sees_only_its_fields(db: TestDatabase) {
             &["admin"][..],
         ),
         ("projections", "{ projections { name } }", &["admin"][..]),
+        ("alerts", "{ alerts { subject } }", &["admin"][..]),
     ];
     let callers = [
         ("anonymous", None, "unauthenticated"),

@@ -13,6 +13,7 @@ export const routes = [
   { path: '/account', title: 'Your account', signedIn: true, page: () => import('./pages/account.js') },
   { path: '/admin', title: 'Admin dashboard', role: 'admin', page: () => import('./pages/admin.js') },
   { path: '/audit', title: 'Audit', role: 'auditor', page: () => import('./pages/audit.js') },
+  { path: '/audit/movies/:id', title: 'Movie history', role: 'auditor', page: () => import('./pages/audit-movie.js') },
 ];
 
 export const nav = [
