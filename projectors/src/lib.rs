@@ -34,7 +34,8 @@ pub use notifications::{
 };
 pub use outbox::Outbox;
 pub use pipeline::{
-    domain_upcaster, maintenance, projector, projectors, Adapters, PipelineSettings, PROJECTIONS,
+    domain_upcaster, maintenance, projector, projectors, Adapters, Failpoint, PipelineSettings,
+    PROJECTIONS,
 };
 pub use read_models::{
     Difference, LoginRow, MovieRow, ReadModel, ReadModels, UserRow, READ_MODELS,
