@@ -220,7 +220,10 @@ impl SwitchableProxy {
         // Listening before anyone is told the address.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "the proxy does not listen");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the proxy does not listen"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Self { port, up }

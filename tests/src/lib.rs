@@ -434,13 +434,12 @@ pub mod moto {
 
     /// As `published`, from the emulator at `endpoint`.
     pub async fn published_at(endpoint: &str, topic_name: &str) -> Vec<serde_json::Value> {
-        let data: serde_json::Value =
-            reqwest::get(format!("{endpoint}/moto-api/data.json"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        let data: serde_json::Value = reqwest::get(format!("{endpoint}/moto-api/data.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let suffix = format!(":{topic_name}");
         // moto lists a topic again for each CreateTopic call: gather its messages from all.
         data["sns"]["Topic"]

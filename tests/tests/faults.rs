@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use marquee_tests::faults::{PrivateMariaDb, PrivateMoto, SwitchableProxy};
-use marquee_tests::{
-    eventually_within, free_port, moto, signed_in_at, Backend, TestDatabase,
-};
+use marquee_tests::{eventually_within, free_port, moto, signed_in_at, Backend, TestDatabase};
 use reqwest::Client;
 use serde_json::{json, Value};
 use sqlx::Row;
@@ -139,7 +137,11 @@ impl Load {
 
 /// Sends `request` and notes how it ended: a command's error code is `error.code`, GraphQL's
 /// the first `errors[].extensions.code`.
-async fn send(what: &'static str, request: reqwest::RequestBuilder, movie: Option<&String>) -> Outcome {
+async fn send(
+    what: &'static str,
+    request: reqwest::RequestBuilder,
+    movie: Option<&String>,
+) -> Outcome {
     let started = Instant::now();
     let answer = request.send().await;
     let (status, body) = match answer {
@@ -330,10 +332,11 @@ async fn mysql_stopped_under_load_answers_503_fast_and_recovers_by_itself() {
             },
         )
         .await;
-        let ready_again = eventually_within("/readyz 200 again", Duration::from_secs(30), || async {
-            (readiness(&base).await.0 == 200).then(|| up.elapsed())
-        })
-        .await;
+        let ready_again =
+            eventually_within("/readyz 200 again", Duration::from_secs(30), || async {
+                (readiness(&base).await.0 == 200).then(|| up.elapsed())
+            })
+            .await;
 
         let during: Vec<Outcome> = load
             .outcomes()
@@ -476,9 +479,11 @@ async fn assert_every_movie_once(db: &TestDatabase, endpoint: &str, movies: i64)
     })
     .await;
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&moto::sdk_config_at(endpoint).await);
-    settles_at("the MoviesAdded sum in CloudWatch", movies as f64, || async {
-        moto::metric_sum(&cloudwatch, &db.metrics_namespace(), "MoviesAdded").await
-    })
+    settles_at(
+        "the MoviesAdded sum in CloudWatch",
+        movies as f64,
+        || async { moto::metric_sum(&cloudwatch, &db.metrics_namespace(), "MoviesAdded").await },
+    )
     .await;
     let topic = format!("{}movies", db.sns_topic_prefix());
     settles_at("new-movie notifications on SNS", movies as f64, || async {
@@ -613,7 +618,11 @@ async fn a_projector_crashing_after_its_commit_has_no_double_effect() {
             .await
             .unwrap_or_else(|_| panic!("{failpoint} never fired"))
             .unwrap();
-        assert_eq!(exited.signal(), Some(6), "{failpoint}: {exited:?} (SIGABRT)");
+        assert_eq!(
+            exited.signal(),
+            Some(6),
+            "{failpoint}: {exited:?} (SIGABRT)"
+        );
     }
     let aborts = std::fs::read_to_string(log("project"))
         .unwrap()

@@ -210,9 +210,7 @@ impl Client {
                 Kind::Poster => {
                     let at = step % movies.len();
                     let (id, version) = movies[at].clone();
-                    self.poster(&id)
-                        .await
-                        .map(|()| movies[at].1 = version + 1)
+                    self.poster(&id).await.map(|()| movies[at].1 = version + 1)
                 }
                 Kind::Read => self.read().await,
                 Kind::Register => {
@@ -290,11 +288,14 @@ impl Client {
     }
 
     async fn register(&self, username: &str) -> Result<()> {
-        let request = self.http.post(format!("{}/api/users", self.base)).json(&json!({
-            "username": username,
-            "email": format!("{username}@example.com"),
-            "password": PASSWORD,
-        }));
+        let request = self
+            .http
+            .post(format!("{}/api/users", self.base))
+            .json(&json!({
+                "username": username,
+                "email": format!("{username}@example.com"),
+                "password": PASSWORD,
+            }));
         self.expect(request, 201, "register").await.map(|_| ())
     }
 

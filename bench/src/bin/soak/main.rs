@@ -174,10 +174,7 @@ async fn main() -> Result<()> {
         by_kind: Kind::ALL.iter().map(|kind| tally.report(*kind)).collect(),
         rss_start_mib: samples.first().map_or(0.0, |s| s.rss_mib),
         rss_end_mib: rss_end,
-        rss_max_mib: samples
-            .iter()
-            .map(|s| s.rss_mib)
-            .fold(rss_end, f64::max),
+        rss_max_mib: samples.iter().map(|s| s.rss_mib).fold(rss_end, f64::max),
         lag_max_events: samples.iter().map(|s| s.lag_events).max().unwrap_or(0),
         lag_end_events: lag_end,
         subscription_events_expected: expected,
@@ -219,7 +216,9 @@ impl Report {
                 .join(", "),
             self.subscription_events_expected,
         ));
-        out.push_str("| Request | Count | p50 (ms) | p99 (ms) | Max (ms) |\n|---|--:|--:|--:|--:|\n");
+        out.push_str(
+            "| Request | Count | p50 (ms) | p99 (ms) | Max (ms) |\n|---|--:|--:|--:|--:|\n",
+        );
         for kind in &self.by_kind {
             out.push_str(&format!(
                 "| {} | {} | {:.2} | {:.2} | {:.2} |\n",
@@ -237,7 +236,12 @@ impl Report {
 /// The 1, 5 and 15 minute load averages of the machine.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .unwrap_or_default()
 }
 
