@@ -322,6 +322,16 @@ async fn run_writer(
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
         let outcomes = match commit_batch(&db, &requests, TipsOf::ExistingStreams).await {
             Ok(outcomes) => outcomes,
+            // Retrying one by one would make the last append wait one acquire timeout per
+            // neighbour: with the database gone, every append is answered at once instead.
+            Err(error) if unreachable(&error).is_some() => {
+                warn!(%error, appends = requests.len(), "the database is unreachable; the batch fails");
+                requests
+                    .iter()
+                    .filter_map(|_| unreachable(&error))
+                    .map(Err)
+                    .collect()
+            }
             Err(error) => {
                 // One bad or racing append must not fail its neighbours: retry each on its own.
                 if requests.len() > 1 {
@@ -352,6 +362,21 @@ async fn run_writer(
             let _ = reply.send(outcome);
         }
     }
+}
+
+/// A fresh copy of `error` when it says the database cannot be reached (no connection within
+/// the pool's acquire timeout, a connection that broke), as opposed to a statement it refused.
+fn unreachable(error: &StoreError) -> Option<StoreError> {
+    let StoreError::Database(error) = error else {
+        return None;
+    };
+    let copy = match error {
+        sqlx::Error::PoolTimedOut => sqlx::Error::PoolTimedOut,
+        sqlx::Error::PoolClosed => sqlx::Error::PoolClosed,
+        sqlx::Error::Io(e) => sqlx::Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+        _ => return None,
+    };
+    Some(StoreError::Database(copy))
 }
 
 /// Commits one append, re-reading its stream when another writer took the next sequence first.

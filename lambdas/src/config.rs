@@ -123,6 +123,7 @@ impl Config {
                     ..defaults.alert_rules
                 },
                 lag_alert,
+                failpoint: None,
             },
         })
     }

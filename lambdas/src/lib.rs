@@ -75,7 +75,8 @@ pub async fn report_init_error(error: &ConfigError) {
 /// The AWS configuration every client is built from; credentials and region come from the
 /// environment Lambda sets, and are resolved on first use.
 pub async fn aws_config(config: &Config) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader =
+        aws_config::defaults(BehaviorVersion::latest()).timeout_config(projectors::aws::timeouts());
     if let Some(endpoint) = &config.aws_endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }

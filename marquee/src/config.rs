@@ -63,6 +63,15 @@ pub struct RawConfig {
         global = true
     )]
     pub db_max_connections: u32,
+    /// Milliseconds a request waits for a database connection (an unreachable database
+    /// included) before it is answered 503 `database_unavailable`.
+    #[arg(
+        long,
+        env = "MARQUEE_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub db_acquire_timeout_ms: u64,
     /// Seconds between ledger checkpoints written by `serve`; 0 turns them off.
     #[arg(
         long,
@@ -167,6 +176,10 @@ pub struct RawConfig {
         global = true
     )]
     pub live_poll_ms: u64,
+    /// Tests only: makes the process abort at a named point (`projector-after-apply`, or
+    /// `projector-after-apply:PROJECTION`) to prove what survives a crash there.
+    #[arg(long, env = "MARQUEE_FAILPOINT", global = true, hide = true)]
+    pub failpoint: Option<String>,
 }
 
 /// Where poster images are kept.
@@ -265,6 +278,10 @@ pub enum ConfigError {
     BadEndpoint(String),
     #[error("MARQUEE_DB_MAX_CONNECTIONS must be between 1 and 1000, not {0}")]
     BadPoolSize(u32),
+    #[error("MARQUEE_DB_ACQUIRE_TIMEOUT_MS must be between 100 and 60000, not {0}")]
+    BadAcquireTimeout(u64),
+    #[error("MARQUEE_FAILPOINT {0:?} is not a failpoint: use projector-after-apply[:PROJECTION]")]
+    BadFailpoint(String),
     #[error("MARQUEE_DATA_DIR {path:?} cannot be used: {reason}")]
     BadDataDir { path: PathBuf, reason: String },
     #[error("MARQUEE_PUBLIC_URL {0:?} must be an origin such as https://marquee.example.com (scheme, host and port only)")]
@@ -352,6 +369,16 @@ impl RawConfig {
         if !(1..=1000).contains(&self.db_max_connections) {
             return Err(ConfigError::BadPoolSize(self.db_max_connections));
         }
+        if !(100..=60_000).contains(&self.db_acquire_timeout_ms) {
+            return Err(ConfigError::BadAcquireTimeout(self.db_acquire_timeout_ms));
+        }
+        let failpoint = match self.failpoint.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(
+                text.parse::<projectors::Failpoint>()
+                    .map_err(|_| ConfigError::BadFailpoint(text.to_string()))?,
+            ),
+        };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(ConfigError::BadLogFilter {
                 filter: self.log,
@@ -415,7 +442,7 @@ impl RawConfig {
             log: self.log,
             pool: PoolSettings {
                 max_connections: self.db_max_connections,
-                ..PoolSettings::default()
+                acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
             },
             checkpoint_interval: (self.checkpoint_interval > 0)
                 .then(|| Duration::from_secs(self.checkpoint_interval)),
@@ -436,6 +463,7 @@ impl RawConfig {
                     ..projectors::AlertRules::default()
                 },
                 lag_alert: self.lag_alert,
+                failpoint,
             },
             query: query_api::QueryConfig {
                 min_position_wait: Duration::from_millis(self.min_position_wait_ms),
@@ -523,6 +551,7 @@ mod tests {
             log_format: None,
             log: "info".into(),
             db_max_connections: 16,
+            db_acquire_timeout_ms: 2000,
             checkpoint_interval: 60,
             public_url: None,
             trust_forwarded_for: false,
@@ -538,6 +567,7 @@ mod tests {
             failed_sign_in_burst: 20,
             min_position_wait_ms: 2000,
             live_poll_ms: 200,
+            failpoint: None,
         }
     }
 
@@ -699,6 +729,32 @@ mod tests {
         assert_eq!(
             bad_pool.validate().unwrap_err(),
             ConfigError::BadPoolSize(0)
+        );
+        let bad_acquire = RawConfig {
+            db_acquire_timeout_ms: 10,
+            ..defaults()
+        };
+        assert_eq!(
+            bad_acquire.validate().unwrap_err(),
+            ConfigError::BadAcquireTimeout(10)
+        );
+        let failpoint = RawConfig {
+            failpoint: Some("projector-after-apply:metrics".into()),
+            ..defaults()
+        };
+        assert_eq!(
+            failpoint.validate().unwrap().pipeline.failpoint,
+            Some(projectors::Failpoint::ProjectorAfterApply {
+                projection: Some("metrics".into())
+            })
+        );
+        let bad_failpoint = RawConfig {
+            failpoint: Some("everywhere".into()),
+            ..defaults()
+        };
+        assert_eq!(
+            bad_failpoint.validate().unwrap_err(),
+            ConfigError::BadFailpoint("everywhere".into())
         );
         let bad_filter = RawConfig {
             log: "info,[".into(),

@@ -16,7 +16,8 @@ use config::Settings;
 
 /// The AWS SDK's configuration, pointed at `AWS_ENDPOINT_URL` when one is set.
 pub async fn aws_config(settings: &Settings) -> aws_config::SdkConfig {
-    let mut aws = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(projectors::aws::timeouts());
     if let Some(endpoint) = &settings.aws_endpoint_url {
         aws = aws.endpoint_url(endpoint);
     }

@@ -16,9 +16,10 @@ use event_store::{
     format_timestamp, text_column, Backend, Database, EventStore, RecordedEvent, StreamId,
 };
 use sqlx::Row;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use crate::error::{ProjectorError, Result};
+use crate::pipeline::Failpoint;
 use crate::sql::{self, insert_rows, placeholders, OnConflict, Tx, Value};
 use crate::status;
 
@@ -79,6 +80,7 @@ pub struct Applied {
 pub struct Projector {
     store: EventStore,
     projection: Arc<dyn Projection>,
+    failpoint: Option<Failpoint>,
 }
 
 /// Where delivered events come from: the store is trusted as it is; a bus message is checked
@@ -91,7 +93,17 @@ pub enum Source {
 
 impl Projector {
     pub fn new(store: EventStore, projection: Arc<dyn Projection>) -> Self {
-        Self { store, projection }
+        Self {
+            store,
+            projection,
+            failpoint: None,
+        }
+    }
+
+    /// Arms a crash test's failpoint.
+    pub fn with_failpoint(mut self, failpoint: Option<Failpoint>) -> Self {
+        self.failpoint = failpoint;
+        self
     }
 
     pub fn name(&self) -> &'static str {
@@ -194,6 +206,9 @@ impl Projector {
         }
         tx.commit().await?;
         drop(turn);
+        if outcome.applied > 0 {
+            self.crash_if_armed();
+        }
         debug!(
             projection = self.name(),
             applied = outcome.applied,
@@ -205,6 +220,20 @@ impl Projector {
             self.deliver().await;
         }
         Ok(outcome)
+    }
+
+    /// The failpoint `projector-after-apply`: the transaction is in, nothing after it happened.
+    fn crash_if_armed(&self) {
+        let Some(Failpoint::ProjectorAfterApply { projection }) = self.failpoint else {
+            return;
+        };
+        if projection.is_none_or(|name| name == self.name()) {
+            error!(
+                projection = self.name(),
+                "failpoint projector-after-apply: aborting after the commit"
+            );
+            std::process::abort();
+        }
     }
 
     /// Sends pending effects; a failure stays in the outbox for the next attempt.

@@ -22,6 +22,8 @@ pub enum ProjectorError {
     },
     #[error("unknown projection {0:?} (read-models, metrics, notifications)")]
     UnknownProjection(String),
+    #[error("unknown failpoint {0:?} (projector-after-apply)")]
+    UnknownFailpoint(String),
     #[error("the replay's reader stopped: {0}")]
     ReplayReader(#[from] tokio::task::JoinError),
     #[error("the {0} projection sends messages and cannot be replayed")]

@@ -34,7 +34,7 @@ pub use notifications::{
 };
 pub use outbox::Outbox;
 pub use pipeline::{
-    domain_upcaster, maintenance, projector, projectors, sqs_dead_letters, Adapters,
+    domain_upcaster, maintenance, projector, projectors, sqs_dead_letters, Adapters, Failpoint,
     PipelineSettings, PROJECTIONS,
 };
 pub use read_models::{

@@ -86,6 +86,8 @@ pub struct PipelineSettings {
     pub alert_rules: AlertRules,
     /// Projection lag, in events, above which admins are alerted.
     pub lag_alert: i64,
+    /// Off (`None`) except in crash tests.
+    pub failpoint: Option<Failpoint>,
 }
 
 impl Default for PipelineSettings {
@@ -93,6 +95,42 @@ impl Default for PipelineSettings {
         Self {
             alert_rules: AlertRules::default(),
             lag_alert: 1000,
+            failpoint: None,
+        }
+    }
+}
+
+/// A point where the process aborts on purpose, so tests can prove what survives a crash there.
+/// Set only by `MARQUEE_FAILPOINT`, which nothing but the tests sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failpoint {
+    /// Right after a guarded apply that applied events committed, before its effects leave the
+    /// outbox and before the bus message is acknowledged (SQS delete): in every projection, or
+    /// only in the one named.
+    ProjectorAfterApply { projection: Option<&'static str> },
+}
+
+impl std::str::FromStr for Failpoint {
+    type Err = ProjectorError;
+
+    /// `projector-after-apply` or `projector-after-apply:PROJECTION`.
+    fn from_str(text: &str) -> Result<Self> {
+        let (point, projection) = match text.split_once(':') {
+            Some((point, name)) => (point, Some(name)),
+            None => (text, None),
+        };
+        let projection = match projection {
+            None => None,
+            Some(name) => Some(
+                PROJECTIONS
+                    .into_iter()
+                    .find(|known| *known == name)
+                    .ok_or_else(|| ProjectorError::UnknownProjection(name.to_owned()))?,
+            ),
+        };
+        match point {
+            "projector-after-apply" => Ok(Failpoint::ProjectorAfterApply { projection }),
+            other => Err(ProjectorError::UnknownFailpoint(other.to_owned())),
         }
     }
 }
@@ -113,7 +151,7 @@ pub fn projector(
         )),
         other => return Err(ProjectorError::UnknownProjection(other.to_owned())),
     };
-    Ok(Projector::new(store.clone(), projection))
+    Ok(Projector::new(store.clone(), projection).with_failpoint(settings.failpoint))
 }
 
 /// All three projectors.

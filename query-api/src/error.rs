@@ -6,6 +6,9 @@ use std::time::Duration;
 use async_graphql::ErrorExtensions;
 use event_store::StoreError;
 
+/// The code of `QueryError::DatabaseUnavailable`, which also makes the HTTP answer a 503.
+pub const DATABASE_UNAVAILABLE: &str = "database_unavailable";
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// Input the caller can correct; the code names what was wrong.
@@ -32,7 +35,7 @@ impl QueryError {
             QueryError::Unauthenticated => "unauthenticated",
             QueryError::Forbidden(_) => "forbidden",
             QueryError::MinPositionTimeout { .. } => "min_position_timeout",
-            QueryError::DatabaseUnavailable(_) => "database_unavailable",
+            QueryError::DatabaseUnavailable(_) => DATABASE_UNAVAILABLE,
             QueryError::Unavailable(_) => "service_unavailable",
             QueryError::Internal(_) => "internal",
         }
@@ -122,7 +125,13 @@ impl From<projectors::ProjectorError> for QueryError {
 
 impl From<command_api::ApiError> for QueryError {
     fn from(error: command_api::ApiError) -> Self {
-        QueryError::internal(error)
+        match error {
+            command_api::ApiError::DatabaseUnavailable(store) => {
+                QueryError::DatabaseUnavailable(store)
+            }
+            command_api::ApiError::Unavailable(service) => QueryError::Unavailable(service),
+            other => QueryError::internal(other),
+        }
     }
 }
 

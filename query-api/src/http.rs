@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::auth::Viewer;
-use crate::error::{FieldError, QueryError};
+use crate::error::{FieldError, QueryError, DATABASE_UNAVAILABLE};
 use crate::live::wait_for_read_models;
 use crate::{schema_builder, MarqueeSchema, QueryApi};
 
@@ -67,7 +67,7 @@ async fn post_graphql(
         return unreadable(ParseRequestError::UnsupportedBatch);
     }
     match serde_json::from_slice::<async_graphql::Request>(&body) {
-        Ok(request) => execute(&service, &headers, request).await.into_response(),
+        Ok(request) => execute(&service, &headers, request).await,
         Err(error) => unreadable(ParseRequestError::InvalidRequest(Box::new(error))),
     }
 }
@@ -88,7 +88,7 @@ fn unreadable(error: ParseRequestError) -> Response {
         }
         other => format!("the body is not a GraphQL request: {other}"),
     };
-    let mut response = failed(QueryError::BadInput("bad_request", message)).into_response();
+    let mut response = answer(failed(QueryError::BadInput("bad_request", message)));
     *response.status_mut() = status;
     response
 }
@@ -100,10 +100,11 @@ async fn get_graphql(
 ) -> Response {
     match query {
         Some(query) if !query.is_empty() => match async_graphql::http::parse_query_string(&query) {
-            Ok(request) => execute(&service, &headers, request).await.into_response(),
-            Err(error) => {
-                failed(QueryError::BadInput("bad_request", error.to_string())).into_response()
-            }
+            Ok(request) => execute(&service, &headers, request).await,
+            Err(error) => answer(failed(QueryError::BadInput(
+                "bad_request",
+                error.to_string(),
+            ))),
         },
         _ => Html(QUERY_PAGE).into_response(),
     }
@@ -113,17 +114,17 @@ async fn execute(
     service: &Service,
     headers: &HeaderMap,
     request: async_graphql::Request,
-) -> GraphQLResponse {
+) -> Response {
     let viewer = match service
         .api
         .viewer(command_api::session_token(headers))
         .await
     {
         Ok(viewer) => viewer,
-        Err(error) => return failed(error),
+        Err(error) => return answer(failed(error)),
     };
     if let Err(error) = service.api.read_your_writes(headers).await {
-        return failed(error);
+        return answer(failed(error));
     }
     let mut response = service.schema.execute(request.data(viewer)).await;
     // Parse, validation and limit errors come from the engine without a code.
@@ -139,14 +140,29 @@ async fn execute(
                 .set("code", "invalid_query");
         }
     }
-    response.into()
+    answer(response)
 }
 
-/// A request refused before it ran: HTTP 200 with the error, as GraphQL clients expect.
-fn failed(error: QueryError) -> GraphQLResponse {
+/// A request refused before it ran, as a GraphQL answer with the error.
+fn failed(error: QueryError) -> async_graphql::Response {
     let error: ServerError =
         async_graphql::Error::from(FieldError(error)).into_server_error(Pos::default());
-    async_graphql::Response::from_errors(vec![error]).into()
+    async_graphql::Response::from_errors(vec![error])
+}
+
+/// HTTP 200, as GraphQL clients expect, except 503 when the database did not answer: load
+/// balancers and clients then see the outage as on the command API (the body keeps the codes).
+fn answer(response: async_graphql::Response) -> Response {
+    let unavailable = response.errors.iter().any(|error| {
+        error.extensions.as_ref().is_some_and(|extensions| {
+            extensions.get("code") == Some(&async_graphql::Value::from(DATABASE_UNAVAILABLE))
+        })
+    });
+    let mut response = GraphQLResponse::from(response).into_response();
+    if unavailable {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    response
 }
 
 async fn websocket(

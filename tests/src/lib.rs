@@ -10,6 +10,7 @@ use marquee::config::{LogFormat, PosterStore, Profile, Settings};
 use marquee::serve::RunningApp;
 use sqlx::Executor;
 
+pub mod faults;
 pub mod images;
 pub mod lambda_function;
 pub mod lambda_runtime;
@@ -39,10 +40,12 @@ pub fn moto_endpoint() -> String {
 
 /// An S3 client for moto, as a test inspects what the app stored.
 pub async fn s3_client() -> aws_sdk_s3::Client {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(moto_endpoint())
-        .load()
-        .await;
+    s3_client_at(&moto_endpoint()).await
+}
+
+/// An S3 client for the emulator at `endpoint`.
+pub async fn s3_client_at(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = moto::sdk_config_at(endpoint).await;
     aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&config)
             .force_path_style(true)
@@ -61,6 +64,10 @@ pub struct TestDatabase {
     pub backend: Backend,
     pub url: String,
     mysql_name: Option<String>,
+    /// The MariaDB server holding `mysql_name`.
+    mysql_server: String,
+    /// An AWS emulator of the test's own instead of the shared one.
+    aws_endpoint: Option<String>,
     dir: tempfile::TempDir,
     /// Names this test's own resources (database, bucket, topics).
     id: String,
@@ -68,6 +75,26 @@ pub struct TestDatabase {
 
 impl TestDatabase {
     pub async fn new(backend: Backend) -> Self {
+        Self::create(backend, mysql_server_url())
+    }
+
+    /// A MySQL database on the server at `server` (a test's private one) instead of the shared one.
+    pub async fn on_mysql_server(server: &str) -> Self {
+        Self::create(Backend::MySql, server.to_string())
+    }
+
+    /// Points the app, the binary and the test's own clients at the AWS emulator at `endpoint`.
+    pub fn with_aws_endpoint(mut self, endpoint: String) -> Self {
+        self.aws_endpoint = Some(endpoint);
+        self
+    }
+
+    /// The AWS emulator this test's processes talk to.
+    pub fn aws_endpoint(&self) -> String {
+        self.aws_endpoint.clone().unwrap_or_else(moto_endpoint)
+    }
+
+    fn create(backend: Backend, mysql_server: String) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (url, mysql_name) = match backend {
@@ -77,13 +104,15 @@ impl TestDatabase {
             ),
             Backend::MySql => {
                 let name = format!("marquee_test_{id}");
-                (format!("{}/{name}", mysql_server_url()), Some(name))
+                (format!("{mysql_server}/{name}"), Some(name))
             }
         };
         Self {
             backend,
             url,
             mysql_name,
+            mysql_server,
+            aws_endpoint: None,
             dir,
             id,
         }
@@ -100,7 +129,7 @@ impl TestDatabase {
         let bucket = self
             .poster_bucket()
             .expect("poster buckets belong to the MySQL (aws profile) tests");
-        let client = s3_client().await;
+        let client = s3_client_at(&self.aws_endpoint()).await;
         let failed = |e: &dyn std::error::Error| {
             panic!(
                 "cannot set up the bucket {bucket} on moto: {}",
@@ -142,7 +171,10 @@ impl TestDatabase {
             database_url: self.url.clone(),
             aws_endpoint_url: match self.backend {
                 Backend::Sqlite => None,
-                Backend::MySql => std::env::var("AWS_ENDPOINT_URL").ok(),
+                Backend::MySql => self
+                    .aws_endpoint
+                    .clone()
+                    .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok()),
             },
             log_format: LogFormat::Text,
             log: "warn".into(),
@@ -226,6 +258,9 @@ impl TestDatabase {
         if let Some(bucket) = self.poster_bucket() {
             env.push(("MARQUEE_POSTER_BUCKET", bucket));
         }
+        if let Some(endpoint) = &self.aws_endpoint {
+            env.push(("AWS_ENDPOINT_URL", endpoint.clone()));
+        }
         env
     }
 
@@ -295,7 +330,7 @@ impl Drop for TestDatabase {
             return;
         };
         // Drop runs inside the test's runtime, so the clean-up gets a small runtime of its own.
-        let server = mysql_server_url();
+        let server = self.mysql_server.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -353,8 +388,13 @@ pub mod moto {
 
     /// The SDK configuration every test client uses: the emulator, the test credentials.
     pub async fn sdk_config() -> SdkConfig {
+        sdk_config_at(&super::moto_endpoint()).await
+    }
+
+    /// The same for the emulator at `endpoint` (a test's private one).
+    pub async fn sdk_config_at(endpoint: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
-            .endpoint_url(super::moto_endpoint())
+            .endpoint_url(endpoint)
             .load()
             .await
     }
@@ -389,13 +429,17 @@ pub mod moto {
     /// Every message moto recorded as published to the SNS topic named `topic_name`, as
     /// `[id, message, subject, attributes, group]` (from `/moto-api/data.json`).
     pub async fn published(topic_name: &str) -> Vec<serde_json::Value> {
-        let data: serde_json::Value =
-            reqwest::get(format!("{}/moto-api/data.json", super::moto_endpoint()))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+        published_at(&super::moto_endpoint(), topic_name).await
+    }
+
+    /// As `published`, from the emulator at `endpoint`.
+    pub async fn published_at(endpoint: &str, topic_name: &str) -> Vec<serde_json::Value> {
+        let data: serde_json::Value = reqwest::get(format!("{endpoint}/moto-api/data.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let suffix = format!(":{topic_name}");
         // moto lists a topic again for each CreateTopic call: gather its messages from all.
         data["sns"]["Topic"]
@@ -564,29 +608,38 @@ impl TestDatabase {
         &self,
         port: u16,
         log: &std::path::Path,
-        extra_env: &[(&str, String)],
+        extra: &[(&str, &str)],
+    ) -> tokio::process::Child {
+        let bind = format!("127.0.0.1:{port}");
+        let mut env = vec![("MARQUEE_BIND", bind.as_str())];
+        env.extend_from_slice(extra);
+        let child = self.spawn_marquee("serve", log, &env);
+        wait_ready(&format!("http://{bind}"), log).await;
+        child
+    }
+
+    /// Starts a long-running `marquee` command (`serve`, `relay`, `project`) on this database as a
+    /// child process (killed when dropped) with `extra` environment, its stderr appended to `log`.
+    pub fn spawn_marquee(
+        &self,
+        command: &str,
+        log: &std::path::Path,
+        extra: &[(&str, &str)],
     ) -> tokio::process::Child {
         let stderr = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-            .expect("the serve log");
-        let child = tokio::process::Command::new(marquee_binary())
-            .arg("serve")
+            .expect("the process log");
+        tokio::process::Command::new(marquee_binary())
+            .arg(command)
             .envs(self.env())
-            .env("MARQUEE_BIND", format!("127.0.0.1:{port}"))
-            .envs(
-                extra_env
-                    .iter()
-                    .map(|(name, value)| (*name, value.as_str())),
-            )
+            .envs(extra.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
-            .expect("marquee serve starts");
-        wait_ready(&format!("http://127.0.0.1:{port}"), log).await;
-        child
+            .unwrap_or_else(|e| panic!("marquee {command} does not start: {e}"))
     }
 }
 

@@ -72,7 +72,7 @@ impl Site {
             .serve_binary_with(
                 port,
                 log.path(),
-                &[("MARQUEE_PUBLIC_URL", base_url.clone())],
+                &[("MARQUEE_PUBLIC_URL", &base_url)],
             )
             .await;
         processes.push(serve);

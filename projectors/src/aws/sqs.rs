@@ -78,6 +78,11 @@ impl SqsConsumer {
             .max_number_of_messages(MAX_MESSAGES)
             .wait_time_seconds(self.wait.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .customize()
+            .config_override(
+                aws_sdk_sqs::config::Builder::default()
+                    .timeout_config(super::timeouts_with_wait(self.wait)),
+            )
             .send()
             .await
             .map_err(|e| aws_error("SQS", e))?;

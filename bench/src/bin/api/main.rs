@@ -4,8 +4,6 @@
 //! server's peak memory under that load. Prints a Markdown table for the README; `--json` keeps
 //! the figures.
 
-mod server;
-
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +19,7 @@ use serde::Serialize;
 use sqlx::migrate::MigrateDatabase;
 use sqlx::MySql;
 
-use server::Server;
+use marquee_bench::server::Server;
 
 /// The targets: p99 on MariaDB (aws) and throughput over the raw baseline, both profiles.
 const TARGET_P99_MS: f64 = 25.0;

@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::children::{self, Background};
-use crate::server::Server;
 use crate::{database_url, percentile};
+use marquee_bench::server::Server;
 
 /// The target: embedded p99 lag at 200 commands/s.
 const TARGET_P99_MS: f64 = 20.0;

@@ -13,8 +13,6 @@ mod children;
 mod fill;
 mod lag;
 mod replay;
-#[path = "../api/server.rs"]
-mod server;
 mod sql_times;
 
 use std::path::Path;
