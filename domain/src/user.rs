@@ -75,7 +75,10 @@ pub enum UserCommand {
     UnlockIfExpired { at: DateTime<Utc> },
     /// Crypto-shredding: the store destroys the user's key when it appends the event. `by: None`
     /// is the operator's CLI.
-    ErasePersonalData { by: Option<UserId>, at: DateTime<Utc> },
+    ErasePersonalData {
+        by: Option<UserId>,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

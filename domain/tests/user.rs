@@ -6,9 +6,9 @@ use cqrs_es::{Aggregate, DomainEvent};
 use domain::{
     erases_personal_data, personal_fields, sign_in_outcome, AccountLocked, AccountUnlocked, Email,
     LoginFailed, LoginFailureReason, LoginMethod, PasskeyLoginSucceeded, PasskeyRegistered,
-    PasswordLoginSucceeded, PasswordVerifier, PersonalDataErased, Role, RoleGranted,
-    SignInOutcome, UnlockReason, User, UserCommand, UserError, UserEvent, UserId, UserRegistered,
-    UserServices, Username, ERASED, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
+    PasswordLoginSucceeded, PasswordVerifier, PersonalDataErased, Role, RoleGranted, SignInOutcome,
+    UnlockReason, User, UserCommand, UserError, UserEvent, UserId, UserRegistered, UserServices,
+    Username, ERASED, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -736,7 +736,10 @@ fn erasing_personal_data_is_recorded() {
         .then_expect_events(vec![erased(2)]);
     user_test()
         .given(vec![registered()])
-        .when(UserCommand::ErasePersonalData { by: None, at: at(2) })
+        .when(UserCommand::ErasePersonalData {
+            by: None,
+            at: at(2),
+        })
         .then_expect_events(vec![PersonalDataErased {
             erased_by: None,
             at: at(2),
@@ -773,7 +776,10 @@ fn an_erased_user_cannot_sign_in_and_is_answered_like_an_unknown_one() {
         .then_expect_error(UserError::UnknownUser);
     test()
         .given(vec![registered(), erased(1)])
-        .when(UserCommand::RecordFailedPasskeySignIn { ip: ip(), at: at(2) })
+        .when(UserCommand::RecordFailedPasskeySignIn {
+            ip: ip(),
+            at: at(2),
+        })
         .then_expect_error(UserError::UnknownUser);
 }
 
@@ -844,7 +850,11 @@ fn personal_fields_name_real_payload_fields() {
         assert!(!fields.is_empty(), "{}", event.event_type());
         let payload = event.payload();
         for field in fields {
-            assert!(payload.get(field).is_some(), "{} has no {field}", event.event_type());
+            assert!(
+                payload.get(field).is_some(),
+                "{} has no {field}",
+                event.event_type()
+            );
         }
     }
     assert!(personal_fields("RoleGranted").is_empty());

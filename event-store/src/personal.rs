@@ -116,7 +116,12 @@ pub fn sealed_text(value: &Value) -> Option<&str> {
 }
 
 /// Opens what `seal` made with the same key, subject and field.
-pub fn open(key: &PersonalKey, subject: &str, field: &str, sealed: &str) -> Result<Value, OpenError> {
+pub fn open(
+    key: &PersonalKey,
+    subject: &str,
+    field: &str,
+    sealed: &str,
+) -> Result<Value, OpenError> {
     let bytes = sealed
         .strip_prefix(VERSION)
         .and_then(|text| BASE64.decode(text).ok())
@@ -135,7 +140,10 @@ pub fn open(key: &PersonalKey, subject: &str, field: &str, sealed: &str) -> Resu
 /// Whose key protects the metadata's personal fields: the actor's, or for requests without a
 /// signed-in actor, the event's own subject.
 fn metadata_subject<'a>(metadata: &'a Value, data_subject: Option<&'a str>) -> Option<&'a str> {
-    metadata.get(ACTOR_ID).and_then(Value::as_str).or(data_subject)
+    metadata
+        .get(ACTOR_ID)
+        .and_then(Value::as_str)
+        .or(data_subject)
 }
 
 /// The fields of an event about to be stored that need a key, each with its subject.
@@ -153,23 +161,22 @@ pub(crate) fn seal_event(
     payload: &mut Value,
     metadata: &mut Value,
 ) -> Result<()> {
-    let seal_field = |object: &mut Value,
-                      name: &str,
-                      prefix: &str,
-                      subject: Option<&str>|
-     -> Result<()> {
-        let Some(value) = object.get_mut(name).filter(|v| !v.is_null()) else {
-            return Ok(());
+    let seal_field =
+        |object: &mut Value, name: &str, prefix: &str, subject: Option<&str>| -> Result<()> {
+            let Some(value) = object.get_mut(name).filter(|v| !v.is_null()) else {
+                return Ok(());
+            };
+            let subject = subject.ok_or_else(|| StoreError::NoDataSubject {
+                field: format!("{prefix}.{name}"),
+            })?;
+            *value = match keys.get(subject) {
+                Some(KeyState::Live(key)) => {
+                    seal(key, subject, &format!("{prefix}.{name}"), value)?
+                }
+                Some(KeyState::Erased) | None => Value::String(ERASED.to_owned()),
+            };
+            Ok(())
         };
-        let subject = subject.ok_or_else(|| StoreError::NoDataSubject {
-            field: format!("{prefix}.{name}"),
-        })?;
-        *value = match keys.get(subject) {
-            Some(KeyState::Live(key)) => seal(key, subject, &format!("{prefix}.{name}"), value)?,
-            Some(KeyState::Erased) | None => Value::String(ERASED.to_owned()),
-        };
-        Ok(())
-    };
     for name in to_seal.payload_fields {
         seal_field(payload, name, "payload", data_subject)?;
     }
@@ -254,10 +261,23 @@ pub(crate) async fn open_events(
     let keys = load_keys(db.pool(), &subjects).await?;
     for event in events.iter_mut() {
         let data_subject = event.data_subject.clone();
-        open_object(&keys, event.position, "payload", data_subject.as_deref(), &mut event.payload)?;
+        open_object(
+            &keys,
+            event.position,
+            "payload",
+            data_subject.as_deref(),
+            &mut event.payload,
+        )?;
         if parts == Open::All {
-            let subject = metadata_subject(&event.metadata, data_subject.as_deref()).map(str::to_owned);
-            open_object(&keys, event.position, "metadata", subject.as_deref(), &mut event.metadata)?;
+            let subject =
+                metadata_subject(&event.metadata, data_subject.as_deref()).map(str::to_owned);
+            open_object(
+                &keys,
+                event.position,
+                "metadata",
+                subject.as_deref(),
+                &mut event.metadata,
+            )?;
         }
     }
     Ok(())
@@ -322,9 +342,11 @@ where
         let secret: Option<Vec<u8>> = row.try_get(1)?;
         let state = match secret {
             None => KeyState::Erased,
-            Some(bytes) => KeyState::Live(PersonalKey::from_slice(&bytes).ok_or_else(|| {
-                StoreError::Crypto("a stored personal data key is not 256 bits")
-            })?),
+            Some(bytes) => {
+                KeyState::Live(PersonalKey::from_slice(&bytes).ok_or_else(|| {
+                    StoreError::Crypto("a stored personal data key is not 256 bits")
+                })?)
+            }
         };
         keys.insert(subject, state);
     }
@@ -345,12 +367,14 @@ pub(crate) async fn keys_for_writing(
             continue;
         }
         let key = PersonalKey::generate()?;
-        sqlx::query("INSERT INTO personal_data_keys (subject, secret, created_at) VALUES (?, ?, ?)")
-            .bind(&subject)
-            .bind(key.0.to_vec())
-            .bind(&now)
-            .execute(&mut **tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO personal_data_keys (subject, secret, created_at) VALUES (?, ?, ?)",
+        )
+        .bind(&subject)
+        .bind(key.0.to_vec())
+        .bind(&now)
+        .execute(&mut **tx)
+        .await?;
         keys.insert(subject, KeyState::Live(key));
     }
     Ok(keys)
@@ -420,11 +444,22 @@ mod tests {
         let sealed = seal(&key, "user-1", "payload.email", &json!("a@b.c")).unwrap();
         let text = sealed_text(&sealed).unwrap();
         assert_eq!(
-            open(&PersonalKey::generate().unwrap(), "user-1", "payload.email", text),
+            open(
+                &PersonalKey::generate().unwrap(),
+                "user-1",
+                "payload.email",
+                text
+            ),
             Err(OpenError::Forged)
         );
-        assert_eq!(open(&key, "user-2", "payload.email", text), Err(OpenError::Forged));
-        assert_eq!(open(&key, "user-1", "metadata.clientIp", text), Err(OpenError::Forged));
+        assert_eq!(
+            open(&key, "user-2", "payload.email", text),
+            Err(OpenError::Forged)
+        );
+        assert_eq!(
+            open(&key, "user-1", "metadata.clientIp", text),
+            Err(OpenError::Forged)
+        );
     }
 
     #[test]
@@ -436,12 +471,18 @@ mod tests {
         for index in [0, NONCE_LEN, bytes.len() - 1] {
             bytes[index] ^= 1;
             let forged = format!("v1:{}", BASE64.encode(&bytes));
-            assert_eq!(open(&key, "s", "payload.ip", &forged), Err(OpenError::Forged));
+            assert_eq!(
+                open(&key, "s", "payload.ip", &forged),
+                Err(OpenError::Forged)
+            );
             bytes[index] ^= 1;
         }
         let truncated = format!("v1:{}", BASE64.encode(&bytes[..NONCE_LEN + TAG_LEN - 1]));
         for bad in ["v2:AAAA", "v1:not base64!", truncated.as_str()] {
-            assert_eq!(open(&key, "s", "payload.ip", bad), Err(OpenError::Malformed));
+            assert_eq!(
+                open(&key, "s", "payload.ip", bad),
+                Err(OpenError::Malformed)
+            );
         }
     }
 
@@ -473,8 +514,15 @@ mod tests {
         assert_eq!(payload["ip"], Value::Null, "nothing to seal in a null");
         assert_eq!(payload["username"], json!("alice"));
         let email = sealed_text(&payload["email"]).unwrap();
-        assert_eq!(open(&alice, "alice", "payload.email", email), Ok(json!("a@b.c")));
-        assert_eq!(metadata["clientIp"], json!(ERASED), "bob's key is destroyed");
+        assert_eq!(
+            open(&alice, "alice", "payload.email", email),
+            Ok(json!("a@b.c"))
+        );
+        assert_eq!(
+            metadata["clientIp"],
+            json!(ERASED),
+            "bob's key is destroyed"
+        );
         let mut orphan = json!({"ip": "192.0.2.1"});
         let refused = seal_event(&keys, &to_seal, None, &mut orphan, &mut json!({}));
         assert!(matches!(refused, Err(StoreError::NoDataSubject { .. })));

@@ -426,7 +426,14 @@ async fn commit_one(
 ) -> Result<Appended> {
     let mut attempt = 1;
     loop {
-        match commit_batch(db, schema, std::slice::from_ref(request), TipsOf::AllStreams).await {
+        match commit_batch(
+            db,
+            schema,
+            std::slice::from_ref(request),
+            TipsOf::AllStreams,
+        )
+        .await
+        {
             Ok(mut single) => return single.remove(0),
             Err(StoreError::Database(sqlx::Error::Database(e)))
                 if e.is_unique_violation() && attempt < RACE_RETRIES =>

@@ -191,7 +191,13 @@ async fn forgetting_erases_personal_data_everywhere_and_keeps_the_ledger(db: Tes
 
     // Nothing personal is stored in the clear, yet every reader sees it opened.
     let stored = stored_event_text(&db).await;
-    for plain in ["alice@example.com", "bob@example.com", "127.0.0.1", "AliceBrowser", "BobBrowser"] {
+    for plain in [
+        "alice@example.com",
+        "bob@example.com",
+        "127.0.0.1",
+        "AliceBrowser",
+        "BobBrowser",
+    ] {
         assert!(!stored.contains(plain), "{plain} is stored in the clear");
     }
     assert!(stored.contains("\"$pii\":\"v1:"));
@@ -202,7 +208,13 @@ async fn forgetting_erases_personal_data_everywhere_and_keeps_the_ledger(db: Tes
         (alices == 2 && bobs == 2).then_some(())
     })
     .await;
-    let me = gql(&app, &alice, "{ me { email logins { ip succeeded } } }", json!({})).await;
+    let me = gql(
+        &app,
+        &alice,
+        "{ me { email logins { ip succeeded } } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(me["me"]["email"], "alice@example.com");
     let logins = me["me"]["logins"].as_array().unwrap();
     assert_eq!(logins.len(), 2);
@@ -219,7 +231,11 @@ async fn forgetting_erases_personal_data_everywhere_and_keeps_the_ledger(db: Tes
     let forgot = db.marquee(&["user", "forget", "alice"]);
     assert_exit(&forgot, 0, "");
     assert!(String::from_utf8_lossy(&forgot.stdout).contains("forgot alice"));
-    assert_eq!(key_row(&db, &alice_id).await, Some((None, true)), "the key is destroyed");
+    assert_eq!(
+        key_row(&db, &alice_id).await,
+        Some((None, true)),
+        "the key is destroyed"
+    );
 
     // The read models follow the erasure event (live, in serve or the projector).
     let (email, ips) = eventually("alice's read model rows erased", || async {
@@ -231,7 +247,10 @@ async fn forgetting_erases_personal_data_everywhere_and_keeps_the_ledger(db: Tes
     assert_eq!(ips, vec![Some(ERASED.to_owned()); 2]);
     assert_eq!(
         read_model_user(&db, "bob").await,
-        ("bob@example.com".to_owned(), vec![Some("127.0.0.1".to_owned()); 2])
+        (
+            "bob@example.com".to_owned(),
+            vec![Some("127.0.0.1".to_owned()); 2]
+        )
     );
 
     // GraphQL: alice's history reads as erased, bob's is untouched; replaying a movie still works.
@@ -303,9 +322,21 @@ async fn forgetting_erases_personal_data_everywhere_and_keeps_the_ledger(db: Tes
         "invalid_credentials"
     );
     sign_in_with_agent(&app, "bob", "BobBrowser/2.0").await;
-    assert_exit(&db.marquee(&["user", "forget", "alice"]), 1, "already erased");
-    assert_exit(&db.marquee(&["user", "forget", "nobody"]), 1, "there is no user named nobody");
-    assert_exit(&db.marquee(&["user", "forget", "NO SUCH"]), 1, "invalid username");
+    assert_exit(
+        &db.marquee(&["user", "forget", "alice"]),
+        1,
+        "already erased",
+    );
+    assert_exit(
+        &db.marquee(&["user", "forget", "nobody"]),
+        1,
+        "there is no user named nobody",
+    );
+    assert_exit(
+        &db.marquee(&["user", "forget", "NO SUCH"]),
+        1,
+        "invalid username",
+    );
     assert_exit(&db.marquee(&["verify"]), 0, "");
 }
 
@@ -336,7 +367,10 @@ async fn admins_forget_through_the_api(db: TestDatabase) {
         .remove(0);
     assert_eq!(erasure.event_type, "PersonalDataErased");
     assert_eq!(erasure.payload["erased_by"], user_id("root"));
-    assert_eq!(erasure.metadata["clientIp"], "127.0.0.1", "the admin's own data stays");
+    assert_eq!(
+        erasure.metadata["clientIp"], "127.0.0.1",
+        "the admin's own data stays"
+    );
     assert_eq!(key_row(&db, &user_id("carol")).await, Some((None, true)));
     let again = forget(&admin, "carol").await.unwrap();
     assert_eq!(again.status(), 409);
