@@ -25,3 +25,5 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON `marquee`.`rm_logins` TO 'marquee_app'@'
 GRANT SELECT, INSERT, UPDATE, DELETE ON `marquee`.`metric_points` TO 'marquee_app'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `marquee`.`notify_users` TO 'marquee_app'@'%';
 GRANT SELECT, INSERT, UPDATE, DELETE ON `marquee`.`failed_sign_ins` TO 'marquee_app'@'%';
+-- Crypto-shredding keys: created with a user, destroyed (secret set to NULL) by `user forget`.
+GRANT SELECT, INSERT, UPDATE ON `marquee`.`personal_data_keys` TO 'marquee_app'@'%';

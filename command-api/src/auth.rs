@@ -122,6 +122,16 @@ impl Sessions {
         Ok(())
     }
 
+    /// Ends every open session of a user (their personal data was erased).
+    pub async fn revoke_all(&self, user_id: UserId) -> Result<(), ApiError> {
+        sqlx::query("UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(format_timestamp(Utc::now()))
+            .bind(user_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// A role granted takes effect in the user's open sessions at once.
     pub async fn update_roles(
         &self,

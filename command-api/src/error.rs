@@ -163,6 +163,7 @@ impl From<UserError> for ApiError {
                 ApiError::Conflict("role_already_granted", error.to_string())
             }
             UserError::NotLocked => ApiError::Conflict("not_locked", error.to_string()),
+            UserError::AlreadyErased => ApiError::Conflict("already_forgotten", error.to_string()),
             UserError::IdDoesNotMatchUsername => ApiError::internal(error),
         }
     }

@@ -6,6 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use domain::{UserId, Username};
 use event_store::EventMetadata;
 use serde::de::DeserializeOwned;
 
@@ -53,11 +54,18 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// `actor`: the username acting (signed in, or signing up or in): their key seals the
+    /// client IP and user agent.
     pub fn metadata(&self, actor: Option<String>) -> EventMetadata {
+        let actor_id = actor
+            .as_deref()
+            .and_then(|name| Username::parse(name).ok())
+            .map(|name| UserId::for_username(&name).to_string());
         EventMetadata {
             correlation_id: self.correlation_id.clone(),
             causation_id: None,
             actor,
+            actor_id,
             client_ip: self.client_ip.map(|ip| ip.to_string()),
             user_agent: self.user_agent.clone(),
         }

@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/users", post(users::register))
         .route("/api/users/{username}/roles", post(users::grant_role))
         .route("/api/users/{username}/unlock", post(users::unlock))
+        .route("/api/users/{username}/forget", post(users::forget))
         .route(
             "/api/admin/subscriptions",
             post(subscriptions::create).get(subscriptions::list),

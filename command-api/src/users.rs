@@ -285,6 +285,44 @@ pub async fn unlock(
     Ok(Json(json!({ "position": executed.position() })))
 }
 
+/// An admin erases a user's personal data (crypto-shredding): the store destroys the user's key
+/// as it records `PersonalDataErased`, and the user's sessions end. The account cannot be used
+/// again, and its username stays taken.
+#[utoipa::path(
+    post,
+    path = "/api/users/{username}/forget",
+    tag = "users",
+    params(("username" = String, Path, description = "The user's username"), crate::openapi::IdempotencyKey),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Forgotten: email, sign-in addresses and request metadata now read as erased", body = crate::openapi::Stored),
+        (status = 400, description = "A bad `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 401, description = "Not signed in (`unauthenticated`)", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not an admin (`forbidden`) or a cross-site cookie request (`csrf_rejected`)", body = crate::openapi::ErrorBody),
+        (status = 404, description = "No such user (`not_found`)", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Already forgotten (`already_forgotten`), or a request with this `Idempotency-Key` is still running", body = crate::openapi::ErrorBody),
+        (status = 422, description = "A reused `Idempotency-Key`", body = crate::openapi::ErrorBody),
+        (status = 503, description = "The database is unavailable", body = crate::openapi::ErrorBody),
+    )
+)]
+pub async fn forget(
+    State(state): State<AppState>,
+    SignedIn(admin): SignedIn,
+    context: RequestContext,
+    Path(username): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    admin.require(Role::Admin)?;
+    let username = Username::parse(&username).map_err(|_| ApiError::NotFound("user".into()))?;
+    let id = UserId::for_username(&username);
+    let command = UserCommand::ErasePersonalData {
+        by: Some(admin.user_id),
+        at: Utc::now(),
+    };
+    let executed = execute(&state, id, command, &context, Some(admin.username.clone())).await?;
+    state.sessions.revoke_all(id).await?;
+    Ok(Json(json!({ "position": executed.position() })))
+}
+
 /// Runs a user command with the request's metadata; the user is the data subject of its events.
 pub async fn execute(
     state: &AppState,

@@ -73,6 +73,12 @@ pub enum UserCommand {
     Unlock { by: UserId, at: DateTime<Utc> },
     /// The scheduler lifts a lockout that has run out; does nothing otherwise.
     UnlockIfExpired { at: DateTime<Utc> },
+    /// Crypto-shredding: the store destroys the user's key when it appends the event. `by: None`
+    /// is the operator's CLI.
+    ErasePersonalData {
+        by: Option<UserId>,
+        at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -173,6 +179,14 @@ pub struct RoleGranted {
     pub at: DateTime<Utc>,
 }
 
+/// The user's key was destroyed: their email, sign-in addresses and request metadata now read as
+/// erased everywhere, and the account can no longer be used. `erased_by: None` is the operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersonalDataErased {
+    pub erased_by: Option<UserId>,
+    pub at: DateTime<Utc>,
+}
+
 event_enum! {
     /// Everything that can happen to a user.
     pub enum UserEvent {
@@ -184,6 +198,7 @@ event_enum! {
         AccountLocked => 1,
         AccountUnlocked => 1,
         RoleGranted => 1,
+        PersonalDataErased => 1,
     }
 }
 
@@ -206,6 +221,8 @@ pub enum UserError {
     RoleAlreadyGranted { role: Role },
     #[error("account is not locked")]
     NotLocked,
+    #[error("the user's personal data is already erased")]
+    AlreadyErased,
 }
 
 /// How a sign-in command went, read from the events it produced.
@@ -259,6 +276,9 @@ pub struct UserState {
     pub recent_failed_sign_ins: Vec<DateTime<Utc>>,
     pub locked_until: Option<DateTime<Utc>>,
     pub registered_at: DateTime<Utc>,
+    /// Personal data erased: the account stays in the history but can no longer be used.
+    #[serde(default)]
+    pub erased: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +301,7 @@ impl UserState {
             recent_failed_sign_ins: Vec::new(),
             locked_until: None,
             registered_at: event.at,
+            erased: false,
         }
     }
 
@@ -432,8 +453,17 @@ impl User {
         self.version
     }
 
+    /// A user whose personal data was erased is gone for every command but the erasure itself.
     fn registered(&self) -> Result<&UserState, UserError> {
-        self.state.as_ref().ok_or(UserError::NotFound)
+        self.state
+            .as_ref()
+            .filter(|user| !user.erased)
+            .ok_or(UserError::NotFound)
+    }
+
+    /// Sign-ins answer an erased user as they answer an unknown one.
+    fn signing_in(&self) -> Result<&UserState, UserError> {
+        self.registered().map_err(|_| UserError::UnknownUser)
     }
 }
 
@@ -478,7 +508,7 @@ impl Aggregate for User {
                 .into()])
             }
             UserCommand::SignInWithPassword { password, ip, at } => {
-                let user = self.state.as_ref().ok_or(UserError::UnknownUser)?;
+                let user = self.signing_in()?;
                 Ok(user.sign_in_with_password(&password, ip, at, services.passwords.as_ref()))
             }
             UserCommand::RegisterPasskey {
@@ -502,11 +532,11 @@ impl Aggregate for User {
                 ip,
                 at,
             } => {
-                let user = self.state.as_ref().ok_or(UserError::UnknownUser)?;
+                let user = self.signing_in()?;
                 user.sign_in_with_passkey(credential_id, counter, ip, at)
             }
             UserCommand::RecordFailedPasskeySignIn { ip, at } => {
-                self.state.as_ref().ok_or(UserError::UnknownUser)?;
+                self.signing_in()?;
                 Ok(vec![LoginFailed {
                     method: LoginMethod::Passkey,
                     reason: LoginFailureReason::InvalidAssertion,
@@ -538,12 +568,18 @@ impl Aggregate for User {
                 }
                 .into()])
             }
-            UserCommand::UnlockIfExpired { at } => match &self.state {
-                Some(user) if user.lock_status(at) == LockStatus::Expired => {
+            UserCommand::UnlockIfExpired { at } => match self.registered() {
+                Ok(user) if user.lock_status(at) == LockStatus::Expired => {
                     Ok(vec![expired_lock_lifted(at)])
                 }
                 _ => Ok(vec![]),
             },
+            UserCommand::ErasePersonalData { by, at } => {
+                if self.state.as_ref().ok_or(UserError::NotFound)?.erased {
+                    return Err(UserError::AlreadyErased);
+                }
+                Ok(vec![PersonalDataErased { erased_by: by, at }.into()])
+            }
         }
     }
 
@@ -595,8 +631,27 @@ impl Aggregate for User {
             (UserEvent::RoleGranted(granted), Some(user)) => {
                 user.roles.insert(granted.role);
             }
+            (UserEvent::PersonalDataErased(_), Some(user)) => {
+                user.erased = true;
+                user.email = Email::erased();
+            }
             // A stream that lacks `UserRegistered` has nothing to update; the event still counts.
             (_, None) => {}
         }
     }
+}
+
+/// The payload fields of `event_type` that hold personal data: the event store seals them with
+/// the key of the event's data subject (the user whose stream it is).
+pub fn personal_fields(event_type: &str) -> &'static [&'static str] {
+    match event_type {
+        "UserRegistered" => &["email"],
+        "PasswordLoginSucceeded" | "LoginFailed" | "PasskeyLoginSucceeded" => &["ip"],
+        _ => &[],
+    }
+}
+
+/// Whether appending an event of `event_type` destroys its data subject's key.
+pub fn erases_personal_data(event_type: &str) -> bool {
+    event_type == "PersonalDataErased"
 }

@@ -297,8 +297,25 @@ string_value!(Username);
 #[serde(try_from = "String")]
 pub struct Email(String);
 
+/// What a personal field reads as once its owner's key is destroyed (crypto-shredding). The event
+/// store writes the same text in place of a field it can no longer decrypt.
+pub const ERASED: &str = "[erased]";
+
 impl Email {
     pub const MAX_CHARS: usize = 254;
+
+    /// The address of a user whose personal data was erased. `parse` never yields it.
+    pub fn erased() -> Self {
+        Self(ERASED.to_owned())
+    }
+
+    pub fn is_erased(&self) -> bool {
+        self.0 == ERASED
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let email = raw.trim();
@@ -323,7 +340,29 @@ impl Email {
     }
 }
 
-string_value!(Email);
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Stored events may hold the erased marker where an address was; input never can.
+impl TryFrom<String> for Email {
+    type Error = ValidationError;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        if raw == ERASED {
+            return Ok(Self::erased());
+        }
+        Self::parse(&raw)
+    }
+}
+
+impl From<Email> for String {
+    fn from(value: Email) -> Self {
+        value.0
+    }
+}
 
 /// What a user may do. Every registered user has `User`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -4,11 +4,11 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use cqrs_es::{Aggregate, DomainEvent};
 use domain::{
-    sign_in_outcome, AccountLocked, AccountUnlocked, Email, LoginFailed, LoginFailureReason,
-    LoginMethod, PasskeyLoginSucceeded, PasskeyRegistered, PasswordLoginSucceeded,
-    PasswordVerifier, Role, RoleGranted, SignInOutcome, UnlockReason, User, UserCommand, UserError,
-    UserEvent, UserId, UserRegistered, UserServices, Username, FAILURE_WINDOW, LOCKOUT,
-    MAX_FAILED_SIGN_INS,
+    erases_personal_data, personal_fields, sign_in_outcome, AccountLocked, AccountUnlocked, Email,
+    LoginFailed, LoginFailureReason, LoginMethod, PasskeyLoginSucceeded, PasskeyRegistered,
+    PasswordLoginSucceeded, PasswordVerifier, PersonalDataErased, Role, RoleGranted, SignInOutcome,
+    UnlockReason, User, UserCommand, UserError, UserEvent, UserId, UserRegistered, UserServices,
+    Username, ERASED, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -711,4 +711,153 @@ fn a_passkey_assertion_that_did_not_verify_is_recorded_and_counts_toward_no_lock
             at: at(1),
         })
         .then_expect_error(UserError::UnknownUser);
+}
+
+fn erased(minute: i64) -> UserEvent {
+    PersonalDataErased {
+        erased_by: Some(admin()),
+        at: at(minute),
+    }
+    .into()
+}
+
+fn erase(minute: i64) -> UserCommand {
+    UserCommand::ErasePersonalData {
+        by: Some(admin()),
+        at: at(minute),
+    }
+}
+
+#[test]
+fn erasing_personal_data_is_recorded() {
+    user_test()
+        .given(vec![registered(), password_ok(1)])
+        .when(erase(2))
+        .then_expect_events(vec![erased(2)]);
+    user_test()
+        .given(vec![registered()])
+        .when(UserCommand::ErasePersonalData {
+            by: None,
+            at: at(2),
+        })
+        .then_expect_events(vec![PersonalDataErased {
+            erased_by: None,
+            at: at(2),
+        }
+        .into()]);
+}
+
+#[test]
+fn erasing_twice_or_an_unknown_user_is_an_error() {
+    user_test()
+        .given(vec![registered(), erased(1)])
+        .when(erase(2))
+        .then_expect_error(UserError::AlreadyErased);
+    user_test()
+        .given_no_previous_events()
+        .when(erase(2))
+        .then_expect_error(UserError::NotFound);
+}
+
+#[test]
+fn an_erased_user_cannot_sign_in_and_is_answered_like_an_unknown_one() {
+    let test = || {
+        TestFramework::<User>::with(UserServices {
+            passwords: Arc::new(PasswordsMustNotBeChecked),
+        })
+    };
+    test()
+        .given(vec![registered(), erased(1)])
+        .when(sign_in(PASSWORD, 2))
+        .then_expect_error(UserError::UnknownUser);
+    test()
+        .given(vec![registered(), passkey_registered(), erased(1)])
+        .when(passkey_sign_in(7, 2))
+        .then_expect_error(UserError::UnknownUser);
+    test()
+        .given(vec![registered(), erased(1)])
+        .when(UserCommand::RecordFailedPasskeySignIn {
+            ip: ip(),
+            at: at(2),
+        })
+        .then_expect_error(UserError::UnknownUser);
+}
+
+#[test]
+fn an_erased_user_takes_no_other_command() {
+    for command in [
+        UserCommand::GrantRole {
+            role: Role::Admin,
+            by: Some(admin()),
+            at: at(2),
+        },
+        UserCommand::RegisterPasskey {
+            credential_id: "cred".into(),
+            passkey: json!({}),
+            at: at(2),
+        },
+    ] {
+        user_test()
+            .given(vec![registered(), erased(1)])
+            .when(command)
+            .then_expect_error(UserError::NotFound);
+    }
+    let mut events = locked_out();
+    events.push(erased(30));
+    user_test()
+        .given(events)
+        .when(UserCommand::UnlockIfExpired { at: at(90) })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn erasure_replaces_the_email_in_the_state() {
+    let user = replay(vec![registered(), erased(1)]);
+    let state = user.state().unwrap();
+    assert!(state.erased);
+    assert!(state.email.is_erased());
+    assert_eq!(state.email.as_str(), ERASED);
+}
+
+#[test]
+fn the_erased_marker_is_never_a_valid_address_but_reads_back_from_events() {
+    assert!(Email::parse(ERASED).is_err());
+    let stored = json!({
+        "user_id": alice().to_string(),
+        "username": "alice",
+        "email": ERASED,
+        "password_hash": "x",
+        "roles": ["user"],
+        "at": at(0),
+    });
+    let event = UserEvent::from_payload("UserRegistered", stored).unwrap();
+    let UserEvent::UserRegistered(registered) = event else {
+        panic!("not a registration")
+    };
+    assert!(registered.email.is_erased());
+}
+
+#[test]
+fn personal_fields_name_real_payload_fields() {
+    let events = [
+        registered(),
+        password_ok(1),
+        login_failed(LoginMethod::Password, LoginFailureReason::BadPassword, 2),
+        passkey_ok(3, 4),
+    ];
+    for event in events {
+        let fields = personal_fields(&event.event_type());
+        assert!(!fields.is_empty(), "{}", event.event_type());
+        let payload = event.payload();
+        for field in fields {
+            assert!(
+                payload.get(field).is_some(),
+                "{} has no {field}",
+                event.event_type()
+            );
+        }
+    }
+    assert!(personal_fields("RoleGranted").is_empty());
+    assert!(erases_personal_data(&erased(1).event_type()));
+    assert!(!erases_personal_data("UserRegistered"));
 }

@@ -31,6 +31,10 @@ pub enum StoreError {
     WriterStopped,
     #[error("the log has a gap after position {after}: position {missing} is not readable")]
     Gap { after: i64, missing: i64 },
+    #[error("personal field {field} names no data subject whose key could protect it")]
+    NoDataSubject { field: String },
+    #[error("personal data encryption failed: {0}")]
+    Crypto(&'static str),
     #[error("export failed: {0}")]
     Export(#[from] std::io::Error),
 }

@@ -7,12 +7,14 @@ use serde_json::{json, Value};
 
 use crate::error::StoreError;
 use crate::model::{AppendRequest, Appended, EventMetadata, NewEvent, StreamId};
+use crate::personal::Open;
 use crate::store::EventStore;
 
 /// How often a command is re-run on fresh state when another writer got there first.
 const ATTEMPTS: usize = 3;
 
-/// Who asked, and whose personal data the events will hold.
+/// Who asked, and whose personal data the events' payloads hold (the data subject, whose key
+/// seals them; the metadata's client IP and user agent are sealed with the actor's key).
 #[derive(Debug, Clone, Default)]
 pub struct CommandContext {
     pub metadata: EventMetadata,
@@ -51,7 +53,7 @@ impl EventStore {
         let stream = StreamId::new(A::aggregate_type(), aggregate_id);
         let mut aggregate = A::default();
         let mut version = 0;
-        for recorded in self.read_stream(&stream, 0).await? {
+        for recorded in self.read_stream_opening(&stream, 0, Open::Payload).await? {
             aggregate.apply(decode_event::<A::Event>(
                 &recorded.event_type,
                 recorded.payload,

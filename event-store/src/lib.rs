@@ -9,6 +9,7 @@ mod export;
 mod hash;
 mod ledger;
 mod model;
+mod personal;
 mod store;
 
 pub use db::{redact_url, text_column, Backend, Database, PoolSettings};
@@ -21,4 +22,5 @@ pub use model::{
     format_timestamp, now_micros, parse_timestamp, AppendRequest, Appended, Checkpoint,
     EventMetadata, NewEvent, RecordedEvent, StreamId,
 };
+pub use personal::ERASED;
 pub use store::{no_upcasting, EventQuery, EventStore, Upcaster};

@@ -45,6 +45,10 @@ pub struct EventMetadata {
     pub causation_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The actor's data subject (user id): their key seals `client_ip` and `user_agent`. Without
+    /// it, the event's own data subject's key does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,6 +108,7 @@ pub struct Appended {
     pub version: u64,
     pub first_position: i64,
     pub last_position: i64,
+    /// As readers see them (personal fields open), with the hashes of the stored form.
     pub events: Vec<RecordedEvent>,
 }
 

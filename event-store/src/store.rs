@@ -6,7 +6,7 @@
 //! and become visible strictly in order, in every process. A reader that resumes after position
 //! `p` and sees `p + 2` but not `p + 1` has found a deleted event, never a late commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -21,8 +21,10 @@ use crate::hash::{canonical_json, event_hash};
 use crate::model::{
     format_timestamp, now_micros, AppendRequest, Appended, RecordedEvent, StreamId,
 };
+use crate::personal::{self, KeyState, Open, ToSeal};
 
-/// Turns a stored payload of an older schema version into the current one.
+/// What the store needs to know of the domain's event types: how to bring a stored payload of an
+/// older schema version up to the current one, and which payload fields hold personal data.
 pub trait Upcaster: Send + Sync {
     fn upcast(
         &self,
@@ -30,6 +32,17 @@ pub trait Upcaster: Send + Sync {
         schema_version: u32,
         payload: Value,
     ) -> std::result::Result<(u32, Value), String>;
+
+    /// Payload fields of `event_type` sealed with the key of the event's data subject.
+    fn personal_fields(&self, _event_type: &str) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether storing an event of `event_type` destroys its data subject's key, in the same
+    /// transaction.
+    fn erases_personal_data(&self, _event_type: &str) -> bool {
+        false
+    }
 }
 
 impl<F> Upcaster for F
@@ -129,6 +142,7 @@ impl EventStore {
         for _ in 0..writers {
             tokio::spawn(run_writer(
                 store.inner.db.clone(),
+                Arc::clone(&store.inner.upcaster),
                 Arc::clone(&queue),
                 store.inner.committed.clone(),
             ));
@@ -152,6 +166,7 @@ impl EventStore {
         if request.events.is_empty() {
             return Err(StoreError::EmptyAppend);
         }
+        self.check_subjects(&request)?;
         let (reply, answer) = oneshot::channel();
         self.inner
             .writer
@@ -166,11 +181,40 @@ impl EventStore {
         read_head(&self.inner.db).await
     }
 
-    /// A stream's events after `after_sequence`, upcast to their current schema versions.
+    /// Personal data must say whose it is: nobody's key could protect it otherwise.
+    fn check_subjects(&self, request: &AppendRequest) -> Result<()> {
+        let metadata = serde_json::to_value(&request.metadata).unwrap_or(Value::Null);
+        for event in &request.events {
+            let to_seal = ToSeal {
+                payload_fields: self.inner.upcaster.personal_fields(&event.event_type),
+            };
+            personal::check_subjects(
+                &to_seal,
+                event.data_subject.as_deref(),
+                &event.payload,
+                &metadata,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A stream's events after `after_sequence`, personal fields opened, upcast to their current
+    /// schema versions.
     pub async fn read_stream(
         &self,
         stream: &StreamId,
         after_sequence: i64,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.read_stream_opening(stream, after_sequence, Open::All)
+            .await
+    }
+
+    /// `read_stream` opening only the payload: what loading an aggregate needs.
+    pub(crate) async fn read_stream_opening(
+        &self,
+        stream: &StreamId,
+        after_sequence: i64,
+        parts: Open,
     ) -> Result<Vec<RecordedEvent>> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events \
@@ -182,14 +226,26 @@ impl EventStore {
             .bind(after_sequence)
             .fetch_all(self.inner.db.pool())
             .await?;
-        rows.iter().map(|row| self.decode_upcast(row)).collect()
+        self.open_upcast(&rows, parts).await
     }
 
     /// The next events of the global log after `after_position`, in order and without gaps, so a
     /// reader that checkpoints the last position it handled never skips or repeats an event.
+    /// Personal fields opened, payloads upcast.
     pub async fn read_all(&self, after_position: i64, limit: u32) -> Result<Vec<RecordedEvent>> {
-        let events = self.read_contiguous_raw(after_position, limit).await?;
+        let mut events = self.read_contiguous_raw(after_position, limit).await?;
+        personal::open_events(&self.inner.db, &mut events, Open::All).await?;
         events.into_iter().map(|e| self.upcast(e)).collect()
+    }
+
+    /// `read_all` as stored: personal fields sealed, payloads not upcast. What leaves the
+    /// database for the bus, so that no copy of personal data outlives its key.
+    pub async fn read_all_stored(
+        &self,
+        after_position: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>> {
+        self.read_contiguous_raw(after_position, limit).await
     }
 
     /// Raw events after `after_position`, refusing a page with a hole in it.
@@ -263,11 +319,18 @@ impl EventStore {
             .bind(i64::from(query.limit))
             .fetch_all(self.inner.db.pool())
             .await?;
-        rows.iter().map(|row| self.decode_upcast(row)).collect()
+        self.open_upcast(&rows, Open::All).await
     }
 
-    fn decode_upcast(&self, row: &sqlx::any::AnyRow) -> Result<RecordedEvent> {
-        self.upcast(decode_event(row)?)
+    /// Decodes rows, opens their personal fields (one key query for them all) and upcasts.
+    async fn open_upcast(
+        &self,
+        rows: &[sqlx::any::AnyRow],
+        parts: Open,
+    ) -> Result<Vec<RecordedEvent>> {
+        let mut events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
+        personal::open_events(&self.inner.db, &mut events, parts).await?;
+        events.into_iter().map(|e| self.upcast(e)).collect()
     }
 
     fn upcast(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {
@@ -299,6 +362,7 @@ pub(crate) async fn read_head(db: &Database) -> Result<i64> {
 
 async fn run_writer(
     db: Database,
+    schema: Arc<dyn Upcaster>,
     queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingAppend>>>,
     committed: watch::Sender<i64>,
 ) {
@@ -320,7 +384,7 @@ async fn run_writer(
         };
         let (requests, replies): (Vec<AppendRequest>, Vec<_>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        let outcomes = match commit_batch(&db, &requests, TipsOf::ExistingStreams).await {
+        let outcomes = match commit_batch(&db, &*schema, &requests, TipsOf::ExistingStreams).await {
             Ok(outcomes) => outcomes,
             // Retrying one by one would make the last append wait one acquire timeout per
             // neighbour: with the database gone, every append is answered at once instead.
@@ -339,7 +403,7 @@ async fn run_writer(
                 }
                 let mut outcomes = Vec::with_capacity(requests.len());
                 for request in &requests {
-                    outcomes.push(commit_one(&db, request).await);
+                    outcomes.push(commit_one(&db, &*schema, request).await);
                 }
                 outcomes
             }
@@ -380,10 +444,21 @@ fn unreachable(error: &StoreError) -> Option<StoreError> {
 }
 
 /// Commits one append, re-reading its stream when another writer took the next sequence first.
-async fn commit_one(db: &Database, request: &AppendRequest) -> Result<Appended> {
+async fn commit_one(
+    db: &Database,
+    schema: &dyn Upcaster,
+    request: &AppendRequest,
+) -> Result<Appended> {
     let mut attempt = 1;
     loop {
-        match commit_batch(db, std::slice::from_ref(request), TipsOf::AllStreams).await {
+        match commit_batch(
+            db,
+            schema,
+            std::slice::from_ref(request),
+            TipsOf::AllStreams,
+        )
+        .await
+        {
             Ok(mut single) => return single.remove(0),
             Err(StoreError::Database(sqlx::Error::Database(e)))
                 if e.is_unique_violation() && attempt < RACE_RETRIES =>
@@ -411,14 +486,19 @@ pub(crate) struct StreamTip {
 /// grows, and a stream that grew meanwhile makes our INSERT hit the unique (stream, sequence)
 /// key, failing the batch so that `commit_one` re-reads and answers each append. The lock and
 /// the reservation of positions are one statement: BEGIN, reserve, INSERT, COMMIT.
+///
+/// Personal data keys are read (and missing ones created) under the head lock, so that a key is
+/// never created twice nor used after another transaction destroyed it; an erasure event destroys
+/// its subject's key in the same transaction.
 async fn commit_batch(
     db: &Database,
+    schema: &dyn Upcaster,
     requests: &[AppendRequest],
     tips_of: TipsOf,
 ) -> Result<Vec<Result<Appended>>> {
     let mut tips = stream_tips(db, requests, tips_of).await?;
     // Plan once to learn how many positions to take, then again at the real head.
-    let dry_run = plan_batch(0, &mut tips.clone(), requests, now_micros());
+    let dry_run = plan_batch(0, &mut tips.clone(), requests, now_micros(), None)?;
     let count = dry_run.new_head;
     if count == 0 {
         return Ok(dry_run.outcomes);
@@ -426,12 +506,49 @@ async fn commit_batch(
     let _turn = db.write_turn().await;
     let mut tx = db.begin_write().await?;
     let head = db.reserve_positions(&mut tx, count).await?;
-    let plan = plan_batch(head, &mut tips, requests, now_micros());
+    let keys = personal::keys_for_writing(&mut tx, subjects_to_seal(schema, requests)).await?;
+    let sealing = Sealing { schema, keys };
+    let plan = plan_batch(head, &mut tips, requests, now_micros(), Some(&sealing))?;
     for chunk in plan.rows.chunks(ROWS_PER_INSERT) {
         insert_events(&mut tx, chunk).await?;
     }
+    let erasing = plan
+        .rows
+        .iter()
+        .filter(|row| schema.erases_personal_data(&row.event_type))
+        .filter_map(|row| row.data_subject.as_deref());
+    for subject in erasing {
+        personal::destroy_key(&mut tx, db.backend(), subject).await?;
+    }
     tx.commit().await?;
     Ok(plan.outcomes)
+}
+
+/// The subjects whose keys a batch's personal fields need.
+fn subjects_to_seal(schema: &dyn Upcaster, requests: &[AppendRequest]) -> HashSet<String> {
+    let mut subjects = HashSet::new();
+    for request in requests {
+        let metadata = serde_json::to_value(&request.metadata).unwrap_or(Value::Null);
+        for event in &request.events {
+            let to_seal = ToSeal {
+                payload_fields: schema.personal_fields(&event.event_type),
+            };
+            personal::subjects_to_seal(
+                &to_seal,
+                event.data_subject.as_deref(),
+                &event.payload,
+                &metadata,
+                &mut subjects,
+            );
+        }
+    }
+    subjects
+}
+
+/// The keys a batch seals its personal fields with.
+pub(crate) struct Sealing<'a> {
+    schema: &'a dyn Upcaster,
+    keys: HashMap<String, KeyState>,
 }
 
 /// Which streams' tips a batch reads before it writes.
@@ -523,12 +640,14 @@ pub(crate) struct BatchPlan {
 
 /// Decides, without I/O, which appends of a batch go in and what positions, sequences and
 /// hashes their events get. Appends to the same stream in one batch chain one after another.
+/// With `sealing`, personal fields are sealed before hashing: the chains cover what is stored.
 pub(crate) fn plan_batch(
     head: i64,
     tips: &mut HashMap<StreamId, StreamTip>,
     requests: &[AppendRequest],
     recorded_at: chrono::DateTime<chrono::Utc>,
-) -> BatchPlan {
+    sealing: Option<&Sealing<'_>>,
+) -> Result<BatchPlan> {
     let mut rows = Vec::new();
     let mut outcomes = Vec::with_capacity(requests.len());
     let mut position = head;
@@ -549,11 +668,25 @@ pub(crate) fn plan_batch(
             }));
             continue;
         }
-        let metadata = serde_json::to_value(&request.metadata).unwrap_or(Value::Null);
+        let plain_metadata = serde_json::to_value(&request.metadata).unwrap_or(Value::Null);
         let mut written = Vec::with_capacity(request.events.len());
         for new in &request.events {
             position += 1;
             tip.version += 1;
+            let mut payload = new.payload.clone();
+            let mut metadata = plain_metadata.clone();
+            if let Some(sealing) = sealing {
+                let to_seal = ToSeal {
+                    payload_fields: sealing.schema.personal_fields(&new.event_type),
+                };
+                personal::seal_event(
+                    &sealing.keys,
+                    &to_seal,
+                    new.data_subject.as_deref(),
+                    &mut payload,
+                    &mut metadata,
+                )?;
+            }
             let mut event = RecordedEvent {
                 position,
                 event_id: Uuid::new_v4(),
@@ -562,8 +695,8 @@ pub(crate) fn plan_batch(
                 sequence: i64::try_from(tip.version).unwrap_or(i64::MAX),
                 event_type: new.event_type.clone(),
                 schema_version: new.schema_version,
-                payload: new.payload.clone(),
-                metadata: metadata.clone(),
+                payload,
+                metadata,
                 data_subject: new.data_subject.clone(),
                 recorded_at,
                 prev_hash: tip.hash.clone(),
@@ -571,9 +704,14 @@ pub(crate) fn plan_batch(
             };
             event.hash = event_hash(event.prev_hash.as_deref(), &event);
             tip.hash = Some(event.hash.clone());
-            written.push(event);
+            // The caller gets the event as readers will see it, with the hash of what is stored.
+            written.push(RecordedEvent {
+                payload: new.payload.clone(),
+                metadata: plain_metadata.clone(),
+                ..event.clone()
+            });
+            rows.push(event);
         }
-        rows.extend(written.iter().cloned());
         outcomes.push(Ok(Appended {
             version: tip.version,
             first_position: written[0].position,
@@ -581,11 +719,11 @@ pub(crate) fn plan_batch(
             events: written,
         }));
     }
-    BatchPlan {
+    Ok(BatchPlan {
         rows,
         outcomes,
         new_head: position,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -619,7 +757,9 @@ mod tests {
             &mut tips,
             &[request("a", 0, 2), request("a", 2, 1)],
             now_micros(),
-        );
+            None,
+        )
+        .unwrap();
         assert_eq!(plan.new_head, 13);
         let sequences: Vec<_> = plan.rows.iter().map(|e| (e.position, e.sequence)).collect();
         assert_eq!(sequences, vec![(11, 1), (12, 2), (13, 3)]);
@@ -645,7 +785,9 @@ mod tests {
             &mut tips,
             &[request("a", 2, 1), request("b", 0, 1)],
             now_micros(),
-        );
+            None,
+        )
+        .unwrap();
         assert!(matches!(
             plan.outcomes[0],
             Err(StoreError::VersionConflict {
@@ -672,7 +814,7 @@ mod tests {
                 .iter()
                 .map(|(stream, expected, count)| request(&stream.to_string(), *expected, *count))
                 .collect();
-            let plan = plan_batch(head, &mut tips, &requests, now_micros());
+            let plan = plan_batch(head, &mut tips, &requests, now_micros(), None).unwrap();
             for (offset, row) in plan.rows.iter().enumerate() {
                 prop_assert_eq!(row.position, head + 1 + offset as i64);
             }

@@ -129,8 +129,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("granted {role} to {username} (position {position})");
         }
         Command::User {
-            action: UserAction::Forget { .. },
-        } => return not_yet("user forget", "8 (personal data and crypto-shredding)"),
+            action: UserAction::Forget { username },
+        } => {
+            let store = crate::open_store(&settings).await?;
+            let position = operator::forget(&store, &username).await?;
+            println!("forgot {username}: their key is destroyed (position {position})");
+        }
         Command::Relay => crate::pipeline::relay(&settings).await?,
         Command::Project => crate::pipeline::project(&settings).await?,
         Command::Provision => crate::pipeline::provision(&settings).await?,
@@ -157,11 +161,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn not_yet(command: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("marquee {command}: not available in this build yet; it arrives with issue {issue}");
-    Ok(ExitCode::from(USAGE))
 }
 
 async fn export(

@@ -181,11 +181,37 @@ pub fn maintenance(
     )
 }
 
-/// The domain's upcasters, as the store's read paths call them.
+/// The domain's upcasters and personal fields, as the store calls them.
 pub fn domain_upcaster() -> Arc<dyn Upcaster> {
-    Arc::new(
-        |event_type: &str, version: u32, payload: serde_json::Value| {
-            domain::upcast(event_type, version, payload).map_err(|e| e.to_string())
-        },
-    )
+    Arc::new(DomainSchema)
+}
+
+struct DomainSchema;
+
+impl Upcaster for DomainSchema {
+    fn upcast(
+        &self,
+        event_type: &str,
+        schema_version: u32,
+        payload: serde_json::Value,
+    ) -> std::result::Result<(u32, serde_json::Value), String> {
+        domain::upcast(event_type, schema_version, payload).map_err(|e| e.to_string())
+    }
+
+    fn personal_fields(&self, event_type: &str) -> &'static [&'static str] {
+        domain::personal_fields(event_type)
+    }
+
+    fn erases_personal_data(&self, event_type: &str) -> bool {
+        domain::erases_personal_data(event_type)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The store writes its marker where the domain reads its own: they must be one text.
+    #[test]
+    fn the_store_and_the_domain_erase_alike() {
+        assert_eq!(event_store::ERASED, domain::ERASED);
+    }
 }

@@ -2,10 +2,10 @@
 //! passkey counts, and every sign-in attempt. The fold from events to rows is pure
 //! (`ReadModel::apply`); loading and saving rows is the only SQL.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use domain::{LoginFailureReason, LoginMethod, MovieEvent, UserEvent};
+use domain::{LoginFailureReason, LoginMethod, MovieEvent, UserEvent, ERASED};
 use event_store::{format_timestamp, text_column, Backend, RecordedEvent};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -65,6 +65,9 @@ pub struct ReadModel {
     pub movies: BTreeMap<String, MovieRow>,
     pub users: BTreeMap<String, UserRow>,
     pub logins: BTreeMap<i64, LoginRow>,
+    /// Users whose personal data was erased in this batch: their stored sign-ins lose the
+    /// address too (a replay reads those addresses as erased from the store).
+    pub erased: BTreeSet<String>,
 }
 
 impl ReadModel {
@@ -199,6 +202,15 @@ impl ReadModel {
                             user.roles.insert(at, role);
                         }
                     }
+                    UserEvent::PersonalDataErased(_) => {
+                        user.email = ERASED.to_owned();
+                        for login in self.logins.values_mut().filter(|l| &l.user_id == id) {
+                            if login.ip.is_some() {
+                                login.ip = Some(ERASED.to_owned());
+                            }
+                        }
+                        self.erased.insert(id.clone());
+                    }
                 }
                 user.version = event.sequence;
                 user.position = event.position;
@@ -297,7 +309,20 @@ impl ReadModel {
             OnConflict::Replace(&USER_FIELDS[1..]),
             OnConflict::Ignore,
         )
-        .await
+        .await?;
+        let erased: Vec<String> = self.erased.iter().cloned().collect();
+        for chunk in key_chunks(&erased) {
+            let sql = format!(
+                "UPDATE rm_logins SET ip = ? WHERE ip IS NOT NULL AND user_id IN ({})",
+                placeholders(chunk.len())
+            );
+            let mut values = vec![Value::from(ERASED)];
+            values.extend(chunk.iter().map(|id| Value::from(id.as_str())));
+            sql::bind_all(sqlx::query(&sql), &values)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn write(

@@ -41,7 +41,8 @@ impl Relay {
     /// Publishes the next page after the checkpoint and moves the checkpoint; returns how many.
     pub async fn run_once(&self) -> Result<usize> {
         let after = self.checkpoint().await?;
-        let events = self.store.read_all(after, self.page).await?;
+        // As stored: personal fields stay sealed on the bus; projectors read them from the store.
+        let events = self.store.read_all_stored(after, self.page).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(0);
         };

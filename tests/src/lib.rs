@@ -863,6 +863,9 @@ pub mod fixtures {
                 correlation_id: uuid::Uuid::new_v4().to_string(),
                 causation_id: None,
                 actor: Some("tester".into()),
+                actor_id: Some(
+                    UserId::for_username(&Username::parse("tester").unwrap()).to_string(),
+                ),
                 client_ip: Some("127.0.0.1".into()),
                 user_agent: Some("marquee-tests".into()),
             },

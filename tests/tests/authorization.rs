@@ -147,6 +147,11 @@ impl World {
                     .await
                     .json(&json!({ "role": role }))
             }
+            "forget user" => {
+                self.app.signed_in(&unique).await;
+                self.request(caller, Method::POST, &format!("/api/users/{unique}/forget"))
+                    .await
+            }
             "create subscription" => {
                 let phone = format!("+1415555{n:04}");
                 self.request(caller, Method::POST, "/api/admin/subscriptions")
@@ -217,6 +222,10 @@ async fn every_route_answers_every_role_as_the_contract_says(db: TestDatabase) {
         },
         Case {
             name: "grant role",
+            expected: ADMIN_ONLY,
+        },
+        Case {
+            name: "forget user",
             expected: ADMIN_ONLY,
         },
         Case {

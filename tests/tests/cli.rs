@@ -48,14 +48,6 @@ fn help_lists_every_contract_command() {
 }
 
 #[tokio::test]
-async fn commands_of_later_issues_say_so_and_fail() {
-    let db = TestDatabase::new(Backend::Sqlite).await;
-    let output = db.marquee(&["user", "forget", "alice"]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("arrives with issue"));
-}
-
-#[tokio::test]
 async fn bus_commands_outside_the_aws_profile_say_where_they_belong() {
     let db = TestDatabase::new(Backend::Sqlite).await;
     for command in ["relay", "project", "provision"] {
