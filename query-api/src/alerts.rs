@@ -22,8 +22,9 @@ impl AlertsQuery {
     async fn alerts(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
     ) -> FieldResult<Vec<Alert>> {
+        let first = first.unwrap_or(20);
         if !(0..=MAX_ALERTS).contains(&first) {
             return Err(QueryError::BadInput(
                 "page_size_exceeded",

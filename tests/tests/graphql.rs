@@ -591,7 +591,13 @@ async fn admins_see_alerts_and_dead_letters(db: TestDatabase) {
     assert!(alerts[0]["message"].as_str().unwrap().contains(&id));
     assert_eq!(alerts[0]["attempts"], 1);
     assert_eq!(alerts[0]["lastError"], Value::Null);
-    let too_many = gql(&app, Some(&admin), "{ alerts(first: 101) { at } }", json!({})).await;
+    let too_many = gql(
+        &app,
+        Some(&admin),
+        "{ alerts(first: 101) { at } }",
+        json!({}),
+    )
+    .await;
     assert_eq!(error_code(&too_many), "page_size_exceeded");
 
     let queues = data(
