@@ -745,7 +745,7 @@ mod tests {
         assert_eq!(
             failpoint.validate().unwrap().pipeline.failpoint,
             Some(projectors::Failpoint::ProjectorAfterApply {
-                projection: Some("metrics".into())
+                projection: Some("metrics")
             })
         );
         let bad_failpoint = RawConfig {

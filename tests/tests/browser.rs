@@ -69,11 +69,7 @@ impl Site {
         let base_url = format!("http://localhost:{port}");
         let log = tempfile::NamedTempFile::new().unwrap();
         let serve = db
-            .serve_binary_with(
-                port,
-                log.path(),
-                &[("MARQUEE_PUBLIC_URL", &base_url)],
-            )
+            .serve_binary_with(port, log.path(), &[("MARQUEE_PUBLIC_URL", &base_url)])
             .await;
         processes.push(serve);
         for (username, role) in [(ADMIN, "admin"), (AUDITOR, "auditor")] {

@@ -55,10 +55,9 @@ impl Subscriber {
                     Some("next") if value["payload"].get("errors").is_none() => {
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some("ping") => {
-                        if socket.send(send(json!({ "type": "pong" }))).await.is_err() {
-                            return;
-                        }
+                    // A pong that cannot be sent means the connection is gone.
+                    Some("ping") if socket.send(send(json!({ "type": "pong" }))).await.is_err() => {
+                        return;
                     }
                     _ => {}
                 }
