@@ -33,12 +33,13 @@ async fn core_pages_on_mariadb() {
 /// `marquee serve` (on MariaDB with `relay` and `project` beside it, as deployed) and the
 /// fixture accounts: `site-admin` (admin) and `site-auditor` (auditor), password [`PASSWORD`].
 struct Site {
+    /// First, so the processes stop before their database is dropped.
+    _processes: Vec<Child>,
     db: TestDatabase,
     base_url: String,
     log: tempfile::NamedTempFile,
     /// Where else pages may load from: the poster bucket on moto.
     extra_origins: String,
-    _processes: Vec<Child>,
 }
 
 impl Site {
@@ -51,6 +52,9 @@ impl Site {
                 .trim_end_matches('/')
                 .to_string();
             db.create_poster_bucket().await;
+            // Once, before three processes would each race to apply the migrations.
+            let migrated = db.marquee(&["migrate"]);
+            assert!(migrated.status.success(), "{migrated:?}");
             let provisioned = db.marquee(&["provision"]);
             assert!(provisioned.status.success(), "{provisioned:?}");
             for command in ["relay", "project"] {
@@ -78,11 +82,11 @@ impl Site {
             assert!(granted.status.success(), "{granted:?}");
         }
         Site {
+            _processes: processes,
             db,
             base_url,
             log,
             extra_origins,
-            _processes: processes,
         }
     }
 

@@ -48,6 +48,7 @@ async fn security_headers_on_every_answer(db: TestDatabase) {
             "{path}"
         );
         let policy = header(&response, "content-security-policy");
+        let connect = format!("connect-src 'self' ws://127.0.0.1:{port};");
         for directive in [
             "default-src 'self'",
             "script-src 'self';",
@@ -56,7 +57,7 @@ async fn security_headers_on_every_answer(db: TestDatabase) {
             "frame-ancestors 'none'",
             "base-uri 'none'",
             "form-action 'self'",
-            &format!("connect-src 'self' ws://127.0.0.1:{port};"),
+            connect.as_str(),
         ] {
             assert!(
                 policy.contains(directive),
