@@ -12,7 +12,6 @@ use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LE
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde_json::{Map, Value};
-use sqlx::Row;
 
 use crate::db::{Backend, Database};
 use crate::error::{Result, StoreError};
@@ -47,8 +46,9 @@ impl PersonalKey {
         Ok(Self(bytes))
     }
 
-    fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.try_into().ok().map(Self)
+    fn from_hex(text: &str) -> Option<Self> {
+        let bytes = hex::decode(text).ok()?;
+        bytes.as_slice().try_into().ok().map(Self)
     }
 
     fn aead(&self) -> LessSafeKey {
@@ -339,14 +339,11 @@ where
     }
     for row in statement.fetch_all(executor).await? {
         let subject = crate::db::text_column(&row, 0)?.unwrap_or_default();
-        let secret: Option<Vec<u8>> = row.try_get(1)?;
-        let state = match secret {
+        let state = match crate::db::text_column(&row, 1)? {
             None => KeyState::Erased,
-            Some(bytes) => {
-                KeyState::Live(PersonalKey::from_slice(&bytes).ok_or_else(|| {
-                    StoreError::Crypto("a stored personal data key is not 256 bits")
-                })?)
-            }
+            Some(secret) => KeyState::Live(PersonalKey::from_hex(&secret).ok_or_else(|| {
+                StoreError::Crypto("a stored personal data key is not 256 bits of hex")
+            })?),
         };
         keys.insert(subject, state);
     }
@@ -371,7 +368,7 @@ pub(crate) async fn keys_for_writing(
             "INSERT INTO personal_data_keys (subject, secret, created_at) VALUES (?, ?, ?)",
         )
         .bind(&subject)
-        .bind(key.0.to_vec())
+        .bind(hex::encode(key.0))
         .bind(&now)
         .execute(&mut **tx)
         .await?;

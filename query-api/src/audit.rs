@@ -305,3 +305,37 @@ pub struct LedgerProblem {
     pub kind: String,
     pub detail: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn an_event_cursor_reads_back_as_its_position(position in 0i64..=i64::MAX) {
+            prop_assert_eq!(decode_position(&encode_position(position)).unwrap(), position);
+        }
+
+        #[test]
+        fn a_negative_position_is_refused(position in i64::MIN..0) {
+            prop_assert!(decode_position(&encode_position(position)).is_err());
+        }
+
+        #[test]
+        fn any_other_string_is_a_bad_cursor_never_a_panic(raw in any::<String>()) {
+            if let Err(error) = decode_position(&raw) {
+                prop_assert!(matches!(error, QueryError::BadInput("bad_cursor", _)));
+            }
+        }
+
+        #[test]
+        fn garbage_bytes_behind_valid_base64_are_a_bad_cursor(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            if let Err(error) = decode_position(&URL_SAFE_NO_PAD.encode(bytes)) {
+                prop_assert!(matches!(error, QueryError::BadInput("bad_cursor", _)));
+            }
+        }
+    }
+}

@@ -389,6 +389,91 @@ fn bad_cursor() -> QueryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn order() -> impl Strategy<Value = MovieOrder> {
+        prop_oneof![
+            Just(MovieOrder::AddedAtDesc),
+            Just(MovieOrder::TitleAsc),
+            Just(MovieOrder::YearDesc),
+        ]
+    }
+
+    fn movie(title: String, year: i64, micros: i64, id: String) -> MovieRecord {
+        let at = Utc.timestamp_micros(micros).single().expect("in range");
+        MovieRecord {
+            id,
+            title,
+            year,
+            director: String::new(),
+            genres: Vec::new(),
+            description: String::new(),
+            poster_url: None,
+            thumbnail_url: None,
+            added_by: String::new(),
+            added_at: at,
+            updated_at: at,
+            version: 1,
+            removed: false,
+            position: 1,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_cursor_reads_back_as_the_row_it_was_made_from(
+            order in order(),
+            title in any::<String>(),
+            year in any::<i64>(),
+            micros in 0i64..4_102_444_800_000_000,
+            id in any::<String>(),
+        ) {
+            let movie = movie(title, year, micros, id);
+            let cursor = decode_cursor(&encode_cursor(order, &movie), order).unwrap();
+            prop_assert_eq!(cursor.order, order);
+            prop_assert_eq!(&cursor.id, &movie.id);
+            let expected = match order {
+                MovieOrder::AddedAtDesc => {
+                    serde_json::Value::from(event_store::format_timestamp(movie.added_at))
+                }
+                MovieOrder::TitleAsc => serde_json::Value::from(movie.title.clone()),
+                MovieOrder::YearDesc => serde_json::Value::from(movie.year),
+            };
+            prop_assert_eq!(cursor.key, expected);
+        }
+
+        #[test]
+        fn a_cursor_of_another_order_is_refused(
+            made_for in order(),
+            used_for in order(),
+            title in any::<String>(),
+        ) {
+            prop_assume!(made_for != used_for);
+            let cursor = encode_cursor(made_for, &movie(title, 2001, 0, "m".into()));
+            prop_assert!(matches!(
+                decode_cursor(&cursor, used_for),
+                Err(QueryError::BadInput("bad_cursor", _))
+            ));
+        }
+
+        #[test]
+        fn any_other_string_is_a_bad_cursor_never_a_panic(order in order(), raw in any::<String>()) {
+            if let Err(error) = decode_cursor(&raw, order) {
+                prop_assert!(matches!(error, QueryError::BadInput("bad_cursor", _)));
+            }
+        }
+
+        #[test]
+        fn garbage_bytes_behind_valid_base64_are_a_bad_cursor(
+            order in order(),
+            bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        ) {
+            if let Err(error) = decode_cursor(&URL_SAFE_NO_PAD.encode(bytes), order) {
+                prop_assert!(matches!(error, QueryError::BadInput("bad_cursor", _)));
+            }
+        }
+    }
 
     #[test]
     fn search_input_never_becomes_query_syntax() {

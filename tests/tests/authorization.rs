@@ -1,31 +1,98 @@
-//! Every route of the command API against every role: one table, checked on both backends.
+//! Every route of the command API against every role, and against sessions that ended (signed
+//! out, or past their expiry) sent as bearer token and as cookie: one table, checked on both
+//! backends. GraphQL's guarded fields and `me` get the same callers.
 
-use domain::Role;
-use marquee_tests::{on_both_backends, TestApp, TestDatabase, PASSWORD};
+use std::collections::HashMap;
+
+use chrono::{TimeDelta, Utc};
+use command_api::SESSION_COOKIE;
+use domain::{Role, MAX_FAILED_SIGN_INS};
+use event_store::format_timestamp;
+use marquee_tests::{fixtures, on_both_backends, TestApp, TestDatabase, PASSWORD};
 use reqwest::{Client, Method, RequestBuilder};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
-on_both_backends!(every_route_answers_every_role_as_the_contract_says);
+on_both_backends!(
+    every_route_answers_every_role_as_the_contract_says,
+    graphql_refuses_ended_sessions,
+);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Caller {
-    Anonymous,
+/// The accounts `World` signs in, one per role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Account {
     User,
     Admin,
     Auditor,
 }
 
-const CALLERS: [Caller; 4] = [
-    Caller::Anonymous,
-    Caller::User,
-    Caller::Admin,
-    Caller::Auditor,
-];
+const ACCOUNTS: [Account; 3] = [Account::User, Account::Admin, Account::Auditor];
 
-/// The statuses the four callers get, in `CALLERS` order.
+impl Account {
+    fn username(self) -> &'static str {
+        match self {
+            Account::User => "plain",
+            Account::Admin => "boss",
+            Account::Auditor => "checker",
+        }
+    }
+}
+
+/// How a session stopped working before it was used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Ended {
+    SignedOut,
+    Expired,
+}
+
+/// Where the request carries the token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Carrier {
+    Bearer,
+    Cookie,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Caller {
+    Anonymous,
+    /// With a session of its own, opened just before the request, as a bearer token.
+    SignedIn(Account),
+    /// With a session that ended.
+    Stale(Account, Ended, Carrier),
+}
+
+/// Anonymous, each account signed in, then each account's ended sessions both ways.
+fn callers() -> Vec<Caller> {
+    let mut callers = vec![Caller::Anonymous];
+    callers.extend(ACCOUNTS.map(Caller::SignedIn));
+    for account in ACCOUNTS {
+        for ended in [Ended::SignedOut, Ended::Expired] {
+            for carrier in [Carrier::Bearer, Carrier::Cookie] {
+                callers.push(Caller::Stale(account, ended, carrier));
+            }
+        }
+    }
+    callers
+}
+
+/// The statuses of anonymous, user, admin and auditor callers, in that order.
 struct Case {
     name: &'static str,
     expected: [u16; 4],
+}
+
+impl Case {
+    /// A stale session is answered exactly as no session is: 401 where the route needs one,
+    /// and the routes open to anyone (register, sign in, passkey sign-in) ignore the token, so
+    /// that a browser still holding an ended session's cookie can sign in again.
+    fn expected_for(&self, caller: Caller) -> u16 {
+        match caller {
+            Caller::Anonymous | Caller::Stale(..) => self.expected[0],
+            Caller::SignedIn(Account::User) => self.expected[1],
+            Caller::SignedIn(Account::Admin) => self.expected[2],
+            Caller::SignedIn(Account::Auditor) => self.expected[3],
+        }
+    }
 }
 
 const SIGNED_IN: [u16; 4] = [401, 200, 200, 200];
@@ -38,9 +105,27 @@ fn tiny_png() -> Vec<u8> {
     bytes.into_inner()
 }
 
+/// A well-formed WebAuthn attestation that no ceremony asked for.
+fn stray_attestation() -> Value {
+    json!({
+        "id": "AAAA", "rawId": "AAAA", "type": "public-key", "extensions": {},
+        "response": { "attestationObject": "AAAA", "clientDataJSON": "AAAA" },
+    })
+}
+
+/// A well-formed WebAuthn assertion that no ceremony asked for.
+fn stray_assertion() -> Value {
+    json!({
+        "id": "AAAA", "rawId": "AAAA", "type": "public-key", "extensions": {},
+        "response": { "authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA" },
+    })
+}
+
 struct World {
     app: TestApp,
     admin_token: String,
+    /// One ended session per account and way of ending.
+    stale_tokens: HashMap<(Account, Ended), String>,
 }
 
 impl World {
@@ -49,10 +134,25 @@ impl World {
             db.create_poster_bucket().await;
         }
         let app = db.spawn_app().await;
-        app.signed_in("plain").await;
-        app.signed_in_with_role("checker", Role::Auditor).await;
-        let admin_token = app.signed_in_with_role("boss", Role::Admin).await;
-        Self { app, admin_token }
+        app.signed_in(Account::User.username()).await;
+        app.signed_in_with_role(Account::Auditor.username(), Role::Auditor)
+            .await;
+        let admin_token = app
+            .signed_in_with_role(Account::Admin.username(), Role::Admin)
+            .await;
+        let mut stale_tokens = HashMap::new();
+        for account in ACCOUNTS {
+            for ended in [Ended::SignedOut, Ended::Expired] {
+                let token = app.sign_in(account.username()).await;
+                end_session(db, &app, &token, ended).await;
+                stale_tokens.insert((account, ended), token);
+            }
+        }
+        Self {
+            app,
+            admin_token,
+            stale_tokens,
+        }
     }
 
     /// A request as `caller`, with a fresh session so that signing out spoils no other case.
@@ -60,14 +160,19 @@ impl World {
         let request = Client::new().request(method, self.app.url(path));
         match caller {
             Caller::Anonymous => request,
-            _ => {
-                let username = match caller {
-                    Caller::User => "plain",
-                    Caller::Admin => "boss",
-                    _ => "checker",
-                };
-                let fresh = self.app.sign_in(username).await;
-                request.bearer_auth(fresh)
+            Caller::SignedIn(account) => {
+                request.bearer_auth(self.app.sign_in(account.username()).await)
+            }
+            Caller::Stale(account, ended, carrier) => {
+                let token = &self.stale_tokens[&(account, ended)];
+                match carrier {
+                    Carrier::Bearer => request.bearer_auth(token),
+                    // From the site's own origin, so that the CSRF check passes and what is
+                    // judged is the session.
+                    Carrier::Cookie => request
+                        .header("cookie", format!("{SESSION_COOKIE}={token}"))
+                        .header("origin", &self.app.base_url),
+                }
             }
         }
     }
@@ -92,6 +197,16 @@ impl World {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Registers `username` and fails its sign-in until the account locks, through the store
+    /// (whose fixture verifier needs no argon2).
+    async fn locked_user(&self, username: &str) {
+        let store = &self.app.app.store;
+        fixtures::user_command(store, username, fixtures::register(username)).await;
+        for _ in 0..MAX_FAILED_SIGN_INS {
+            fixtures::user_command(store, username, fixtures::sign_in("wrong")).await;
+        }
     }
 
     /// Runs one case for one caller and returns the status.
@@ -137,15 +252,28 @@ impl World {
             "passkey registration options" => {
                 self.request(caller, Method::POST, "/api/passkeys/registration/options").await
             }
+            "passkey registration, unknown ceremony" => self
+                .request(caller, Method::POST, "/api/passkeys/registration")
+                .await
+                .json(&json!({ "ceremonyId": uuid::Uuid::new_v4(), "credential": stray_attestation() })),
             "passkey authentication options" => self
                 .request(caller, Method::POST, "/api/passkeys/authentication/options")
                 .await
                 .json(&json!({ "username": "plain" })),
+            "passkey authentication, unknown ceremony" => self
+                .request(caller, Method::POST, "/api/passkeys/authentication")
+                .await
+                .json(&json!({ "ceremonyId": uuid::Uuid::new_v4(), "credential": stray_assertion() })),
             "grant role" => {
                 let role = if n.is_multiple_of(2) { "auditor" } else { "admin" };
                 self.request(caller, Method::POST, "/api/users/plain/roles")
                     .await
                     .json(&json!({ "role": role }))
+            }
+            "unlock user" => {
+                self.locked_user(&unique).await;
+                self.request(caller, Method::POST, &format!("/api/users/{unique}/unlock"))
+                    .await
             }
             "forget user" => {
                 self.app.signed_in(&unique).await;
@@ -167,6 +295,43 @@ impl World {
             other => panic!("no case {other}"),
         };
         request.send().await.unwrap().status().as_u16()
+    }
+
+    /// A GraphQL query as `caller`; returns the whole answer (`data` and `errors`).
+    async fn graphql(&self, caller: Caller, query: &str) -> Value {
+        let response = self
+            .request(caller, Method::POST, "/graphql")
+            .await
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{caller:?} on {query}");
+        response.json().await.unwrap()
+    }
+}
+
+/// Ends a session the way it ends in use: signed out through the API, or its expiry passed (set
+/// in the table, which keeps only the token's SHA-256).
+async fn end_session(db: &TestDatabase, app: &TestApp, token: &str, ended: Ended) {
+    match ended {
+        Ended::SignedOut => {
+            let signed_out = Client::new()
+                .delete(app.url("/api/sessions"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(signed_out.status(), 204);
+        }
+        Ended::Expired => {
+            let a_second_ago = format_timestamp(Utc::now() - TimeDelta::seconds(1));
+            let token_hash = hex::encode(Sha256::digest(token.as_bytes()));
+            db.execute(&format!(
+                "UPDATE sessions SET expires_at = '{a_second_ago}' WHERE token_hash = '{token_hash}'"
+            ))
+            .await;
+        }
     }
 }
 
@@ -217,11 +382,23 @@ async fn every_route_answers_every_role_as_the_contract_says(db: TestDatabase) {
             expected: SIGNED_IN,
         },
         Case {
+            name: "passkey registration, unknown ceremony",
+            expected: [401, 404, 404, 404],
+        },
+        Case {
             name: "passkey authentication options",
             expected: [200; 4],
         },
         Case {
+            name: "passkey authentication, unknown ceremony",
+            expected: [404; 4],
+        },
+        Case {
             name: "grant role",
+            expected: ADMIN_ONLY,
+        },
+        Case {
+            name: "unlock user",
             expected: ADMIN_ONLY,
         },
         Case {
@@ -243,13 +420,109 @@ async fn every_route_answers_every_role_as_the_contract_says(db: TestDatabase) {
     ];
     let mut mismatches = Vec::new();
     for case in &cases {
-        for (n, caller) in CALLERS.into_iter().enumerate() {
+        for (n, caller) in callers().into_iter().enumerate() {
             let status = world.run(case.name, caller, n).await;
-            if status != case.expected[n] {
+            let expected = case.expected_for(caller);
+            if status != expected {
                 mismatches.push(format!(
-                    "{} as {caller:?}: got {status}, expected {}",
-                    case.name, case.expected[n]
+                    "{} as {caller:?}: got {status}, expected {expected}",
+                    case.name
                 ));
+            }
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+/// What a caller without a session gets from a GraphQL field.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WithoutSession {
+    /// `unauthenticated`, and no data.
+    Refused,
+    /// The field answers `null` (`me`: nobody).
+    Null,
+    /// The field answers as for anyone (the catalogue).
+    Answered,
+}
+
+/// A GraphQL field, the accounts that may read it, and what an anonymous caller gets.
+struct GraphqlCase {
+    field: &'static str,
+    query: &'static str,
+    readers: &'static [Account],
+    anonymous: WithoutSession,
+}
+
+async fn graphql_refuses_ended_sessions(db: TestDatabase) {
+    let world = World::new(&db).await;
+    let cases = [
+        GraphqlCase {
+            field: "events",
+            query: "{ events { edges { cursor } } }",
+            readers: &[Account::Auditor, Account::Admin],
+            anonymous: WithoutSession::Refused,
+        },
+        GraphqlCase {
+            field: "ledger",
+            query: "{ ledger { intact } }",
+            readers: &[Account::Auditor],
+            anonymous: WithoutSession::Refused,
+        },
+        GraphqlCase {
+            field: "stats",
+            query: "{ stats { movies } }",
+            readers: &[Account::Admin],
+            anonymous: WithoutSession::Refused,
+        },
+        GraphqlCase {
+            field: "metrics",
+            query: "{ metrics(name: \"MoviesAdded\") { value } }",
+            readers: &[Account::Admin],
+            anonymous: WithoutSession::Refused,
+        },
+        GraphqlCase {
+            field: "projections",
+            query: "{ projections { name } }",
+            readers: &[Account::Admin],
+            anonymous: WithoutSession::Refused,
+        },
+        GraphqlCase {
+            field: "me",
+            query: "{ me { username } }",
+            readers: &ACCOUNTS,
+            anonymous: WithoutSession::Null,
+        },
+        GraphqlCase {
+            field: "movies",
+            query: "{ movies { totalCount } }",
+            readers: &ACCOUNTS,
+            anonymous: WithoutSession::Answered,
+        },
+    ];
+    let code = |answer: &Value| answer["errors"][0]["extensions"]["code"].clone();
+    let mut mismatches = Vec::new();
+    for case in &cases {
+        for caller in callers() {
+            let answer = world.graphql(caller, case.query).await;
+            let refused = |with: &str| code(&answer) == with && answer["data"].is_null();
+            let answered = answer.get("errors").is_none() && !answer["data"][case.field].is_null();
+            let as_expected = match caller {
+                Caller::Anonymous => match case.anonymous {
+                    WithoutSession::Refused => refused("unauthenticated"),
+                    WithoutSession::Null => {
+                        answer.get("errors").is_none() && answer["data"][case.field].is_null()
+                    }
+                    WithoutSession::Answered => answered,
+                },
+                Caller::SignedIn(account) if case.readers.contains(&account) => answered,
+                Caller::SignedIn(_) => refused("forbidden"),
+                // An ended session is refused whatever the query, as anonymous callers are on
+                // the guarded fields: a client holding one learns to sign in again rather than
+                // quietly reading as nobody, and nothing of the session's user is answered.
+                Caller::Stale(..) => refused("unauthenticated"),
+            };
+            if !as_expected {
+                mismatches.push(format!("{} as {caller:?}: {answer}", case.field));
             }
         }
     }
