@@ -118,7 +118,7 @@ async fn stored_event_text(db: &TestDatabase) -> String {
     text
 }
 
-/// `(secret length, erased)` of a subject's row in `personal_data_keys`.
+/// `(secret length in bytes, erased)` of a subject's row in `personal_data_keys`.
 async fn key_row(db: &TestDatabase, subject: &str) -> Option<(Option<usize>, bool)> {
     let store = db.store().await;
     let row = sqlx::query("SELECT secret, erased_at FROM personal_data_keys WHERE subject = ?")
@@ -126,9 +126,12 @@ async fn key_row(db: &TestDatabase, subject: &str) -> Option<(Option<usize>, boo
         .fetch_optional(store.database().pool())
         .await
         .unwrap()?;
-    let secret: Option<Vec<u8>> = row.try_get(0).unwrap();
+    let secret = event_store::text_column(&row, 0).unwrap();
     let erased_at = event_store::text_column(&row, 1).unwrap();
-    Some((secret.map(|s| s.len()), erased_at.is_some()))
+    Some((
+        secret.map(|hex| hex::decode(hex).expect("a hex key").len()),
+        erased_at.is_some(),
+    ))
 }
 
 async fn read_model_user(db: &TestDatabase, username: &str) -> (String, Vec<Option<String>>) {
