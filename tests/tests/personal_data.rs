@@ -8,7 +8,6 @@ use event_store::{AppendRequest, EventMetadata, NewEvent, StoreError, StreamId};
 use marquee_tests::{eventually, on_both_backends, TestApp, TestDatabase, PASSWORD};
 use reqwest::Client;
 use serde_json::{json, Value};
-use sqlx::Row;
 
 on_both_backends!(
     forgetting_erases_personal_data_everywhere_and_keeps_the_ledger,
