@@ -4,7 +4,7 @@
 use async_graphql::{Context, Object, SimpleObject};
 use async_trait::async_trait;
 use aws_sdk_cloudwatch::types::{Metric, MetricDataQuery, MetricStat, ScanBy};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use event_store::{format_timestamp, parse_timestamp, Database};
 use projectors::{LocalMetricSeries, METRIC_NAMES};
 use sqlx::Row;
@@ -99,12 +99,19 @@ impl MetricSource for CloudWatchSource {
                     .build(),
             )
             .build();
+        // Periods on whole multiples of `period`, as the local series buckets them: otherwise
+        // they start at `from`, and a point lands in the chart's minute before its own.
+        let start = from.duration_trunc(period).unwrap_or(from);
+        let end = match to.duration_trunc(period) {
+            Ok(whole) if whole < to => whole + period,
+            _ => to,
+        };
         let mut pages = self
             .client
             .get_metric_data()
             .metric_data_queries(query)
-            .start_time(at(from))
-            .end_time(at(to))
+            .start_time(at(start))
+            .end_time(at(end))
             .scan_by(ScanBy::TimestampAscending)
             .into_paginator()
             .send();
