@@ -41,6 +41,7 @@ await main('admin', async (run) => {
     const label = await page.locator('#chart-MoviesAdded svg').getAttribute('aria-labelledby');
     assert(label.split(' ').length === 2, 'the chart is labelled by its title and its summary');
     before = await chartValue(page, 'MoviesAdded', 'total');
+    await noSidewaysScroll(page);
     await run.screenshot(page, 'dashboard');
   });
 

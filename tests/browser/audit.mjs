@@ -23,6 +23,7 @@ await main('audit', async (run) => {
     const added = page.locator('#events tr[data-event-type="MovieAdded"]', { hasText: movieId });
     await added.waitFor();
     assert(await page.locator('#events tr[data-event-type="UserRegistered"]').count() >= 3, 'the fixture users\' registrations are listed');
+    await noSidewaysScroll(page);
     await run.screenshot(page, 'events');
   });
 

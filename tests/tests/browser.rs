@@ -3,7 +3,7 @@
 //! against the real `marquee serve` binary at `http://localhost:PORT` (passkeys need a domain
 //! name). Each script is one test here; the site, its fixture accounts and the environment the
 //! scripts read are made by [`Site`]. Screenshots land in
-//! `$CARGO_TARGET_DIR/browser-artifacts/<backend>/`.
+//! `$CARGO_TARGET_DIR/browser-artifacts/<backend>/<script>/`.
 //!
 //! To add a script: write `tests/browser/NAME.mjs` with `main()` from `lib/harness.mjs`, then a
 //! test below that calls `Site::start(backend).await.run("NAME.mjs").await`.
@@ -106,7 +106,10 @@ impl Site {
             Backend::Sqlite => "sqlite",
             Backend::MySql => "mariadb",
         };
-        let artifacts = artifacts_dir().join(backend);
+        // One folder per script: the scripts run at the same time, and each starts its own afresh.
+        let artifacts = artifacts_dir()
+            .join(backend)
+            .join(script.trim_end_matches(".mjs"));
         let _ = std::fs::remove_dir_all(&artifacts);
         std::fs::create_dir_all(&artifacts).unwrap();
         let node = Command::new("node")

@@ -56,12 +56,14 @@ export function metricChart({ name, label, gauge = false }) {
     'aria-labelledby': `${id}-title ${id}-summary`,
     preserveAspectRatio: 'none',
   });
-  const table = h('table', { class: 'visually-hidden' });
+  // Hidden in a block box: a table is as wide as its widest row whatever its own width says,
+  // and would widen the page.
+  const table = h('table');
   const element = h('figure', { class: 'chart', id, dataset: { metric: name } },
     h('figcaption', { id: `${id}-title`, class: 'chart-title' }, label),
     plot,
     summary,
-    table);
+    h('div', { class: 'visually-hidden' }, table));
 
   function update(points, now = new Date()) {
     const buckets = minuteBuckets(points, now);

@@ -63,6 +63,6 @@ export async function phonePage(run, label, username, hash, heading) {
 }
 
 export async function noSidewaysScroll(page) {
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert(overflow <= 0, `no sideways scrolling on a phone (${overflow}px too wide)`);
+  const [scrollWidth, width] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert(scrollWidth <= width, `no sideways scrolling at ${width}px (${scrollWidth - width}px too wide)`);
 }
