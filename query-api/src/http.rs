@@ -126,21 +126,7 @@ async fn execute(
     if let Err(error) = service.api.read_your_writes(headers).await {
         return answer(failed(error));
     }
-    let mut response = service.schema.execute(request.data(viewer)).await;
-    // Parse, validation and limit errors come from the engine without a code.
-    for error in &mut response.errors {
-        let has_code = error
-            .extensions
-            .as_ref()
-            .is_some_and(|extensions| extensions.get("code").is_some());
-        if !has_code {
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", "invalid_query");
-        }
-    }
-    answer(response)
+    answer(service.schema.execute(request.data(viewer)).await)
 }
 
 /// A request refused before it ran, as a GraphQL answer with the error.
@@ -172,8 +158,11 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let header_token = command_api::session_token(&headers);
+    // The same bound as a POST body: axum's default (64 MiB) would let one frame fill memory.
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(MAX_BODY_BYTES)
+        .max_frame_size(MAX_BODY_BYTES)
         .on_upgrade(move |socket| {
             let api = service.api.clone();
             GraphQLWebSocket::new(socket, service.schema.clone(), protocol)

@@ -7,6 +7,7 @@ mod alerts;
 mod audit;
 mod auth;
 pub mod catalogue;
+mod codes;
 mod error;
 mod http;
 mod limits;
@@ -116,7 +117,9 @@ impl QueryApi {
 
 /// The schema with its limits, without data: what `sdl` prints and `router` serves.
 pub fn schema_builder() -> SchemaBuilder<Query, EmptyMutation, Subscription> {
+    // The first extension wraps the others, so every error leaves with a code.
     Schema::build(Query::default(), EmptyMutation, Subscription::default())
+        .extension(codes::ErrorCodes)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .limit_recursive_depth(32)

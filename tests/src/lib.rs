@@ -11,6 +11,7 @@ use marquee::serve::RunningApp;
 use sqlx::Executor;
 
 pub mod faults;
+pub mod graphql_ws;
 pub mod images;
 pub mod lambda_function;
 pub mod lambda_runtime;

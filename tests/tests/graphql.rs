@@ -6,12 +6,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use domain::Role;
-use futures::{SinkExt, StreamExt};
+use marquee_tests::graphql_ws::Socket;
 use marquee_tests::{eventually, on_both_backends, Backend, TestApp, TestDatabase};
 use reqwest::Client;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 on_both_backends!(
     the_catalogue_pages_filters_and_searches,
@@ -824,61 +822,6 @@ async fn every_role_sees_only_its_fields(db: TestDatabase) {
     for (role, token, _) in callers {
         let answer = gql(&app, token, "{ movies { totalCount } }", json!({})).await;
         assert!(answer.get("errors").is_none(), "{role}: {answer}");
-    }
-}
-
-/// A graphql-transport-ws client.
-struct Socket(
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-);
-
-impl Socket {
-    async fn connect(app: &TestApp, init: Value) -> Self {
-        let url = app.url("/graphql/ws").replace("http://", "ws://");
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            "graphql-transport-ws".parse().unwrap(),
-        );
-        let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let mut socket = Socket(stream);
-        socket
-            .send(json!({ "type": "connection_init", "payload": init }))
-            .await;
-        let ack = socket.next().await;
-        assert_eq!(ack["type"], "connection_ack", "{ack}");
-        socket
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.0
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    async fn subscribe(&mut self, id: &str, query: &str) {
-        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query } }))
-            .await;
-    }
-
-    /// The next protocol message (pings answered).
-    async fn next(&mut self) -> Value {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(15), self.0.next())
-                .await
-                .expect("a message within 15 s")
-                .expect("the socket is open")
-                .unwrap();
-            if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                if value["type"] == "ping" {
-                    self.send(json!({ "type": "pong" })).await;
-                    continue;
-                }
-                return value;
-            }
-        }
     }
 }
 

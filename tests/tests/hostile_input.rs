@@ -1,7 +1,7 @@
 //! Hostile input against the real app, on SQLite and on MariaDB (issue 8): SQL injection in every
 //! GraphQL filter and in the ids and usernames of routes, oversized and deeply nested JSON, GraphQL
 //! depth, alias and fragment bombs, invalid UTF-8, huge headers, path traversal in ids and poster
-//! keys, and images that lie about their type. Each case gets a clear error (the contract's
+//! keys, images that lie about their type, and the same over the GraphQL WebSocket. Each case gets a clear error (the contract's
 //! `{"error": {"code", "message"}}` over HTTP, `extensions.code` in GraphQL) with no internals in
 //! the body, stores nothing (the store's head does not move) and leaves the server answering.
 
@@ -9,10 +9,12 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use domain::Role;
+use marquee_tests::graphql_ws::Socket;
 use marquee_tests::images::png_declaring;
 use marquee_tests::{on_both_backends, Backend, TestApp, TestDatabase, PASSWORD};
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
 
 on_both_backends!(
     sql_injection_in_graphql_filters_matches_nothing,
@@ -21,6 +23,7 @@ on_both_backends!(
     graphql_bombs_are_refused,
     huge_headers_and_raw_paths_are_refused,
     lying_images_are_refused,
+    hostile_websocket_messages_are_refused,
 );
 
 const INJECTIONS: &[&str] = &[
@@ -792,4 +795,128 @@ async fn lying_images_are_refused(db: TestDatabase) {
         let stored = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         assert_eq!(stored, 0, "nothing reached {}", dir.display());
     }
+}
+
+/// The code of the first error in a subscription's `next` message.
+fn subscription_error_code(message: &Value) -> Option<&str> {
+    message["payload"]["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// graphql-transport-ws abuse: hostile documents answered with an error on a socket that goes
+/// on serving; broken frames, a frame over the 1 MiB bound, a subscribe before the handshake
+/// and a forged token end the socket with a close frame and nothing else.
+async fn hostile_websocket_messages_are_refused(db: TestDatabase) {
+    let app = start(&db).await;
+    let before = head(&app).await;
+    let node = "id title";
+    let cycle = format!(
+        "subscription {{ movieChanged {{ movie {{ ...A }} }} }}
+         fragment A on Movie {{ {node} ...B }}
+         fragment B on Movie {{ title ...A }}"
+    );
+    let aliases: String = (0..5_000)
+        .map(|i| format!("m{i}: movieChanged {{ position }} "))
+        .collect();
+    let unclosed = format!("subscription {}", "{ movieChanged { ".repeat(10_000));
+    let mut socket = Socket::connect(&app, json!({})).await;
+    let documents: Vec<(&str, String, &[&str])> = vec![
+        ("fragment cycle", cycle, &["invalid_query"]),
+        (
+            "5 000 aliases",
+            format!("subscription {{ {aliases} }}"),
+            &["query_too_expensive", "invalid_query"],
+        ),
+        ("10 000 unclosed selections", unclosed, &["invalid_query"]),
+        (
+            "an auditor's field, anonymously",
+            "subscription { eventAppended { position payload } }".into(),
+            &["unauthenticated"],
+        ),
+    ];
+    for (n, (what, query, codes)) in documents.into_iter().enumerate() {
+        let id = format!("hostile-{n}");
+        socket.subscribe(&id, &query).await;
+        let answer = socket.next().await;
+        assert_eq!(answer["id"], id.as_str(), "{what}: {answer}");
+        let code = subscription_error_code(&answer)
+            .unwrap_or_else(|| panic!("{what}: no error code in {answer}"));
+        assert!(codes.contains(&code), "{what}: {code} in {answer}");
+        assert_no_internals(what, &answer.to_string());
+        let complete = socket.next().await;
+        assert_eq!(complete, json!({ "id": id, "type": "complete" }), "{what}");
+    }
+    // SQL in an argument is a value like any other: the subscription stands and matches nothing.
+    for (n, injection) in INJECTIONS.iter().enumerate() {
+        let query = format!(
+            "subscription {{ movieChanged(id: {}) {{ position }} }}",
+            json!(injection)
+        );
+        socket.subscribe(&format!("injection-{n}"), &query).await;
+    }
+    socket.send(json!({ "type": "ping" })).await;
+    let pong = socket.next().await;
+    assert_eq!(pong["type"], "pong", "the socket still serves: {pong}");
+
+    let oversized = "x".repeat(2 * 1024 * 1024);
+    let broken: Vec<(&str, bool, Message)> = vec![
+        ("not JSON", true, Message::Text("{not json".into())),
+        (
+            "JSON that is no protocol message",
+            true,
+            Message::Text(json!({ "type": "drop_tables" }).to_string().into()),
+        ),
+        (
+            "invalid UTF-8 in a binary frame",
+            true,
+            Message::Binary(vec![0xff, 0xfe, b'{', 0xc3, 0x28].into()),
+        ),
+        (
+            "a 2 MiB frame",
+            true,
+            Message::Text(
+                json!({ "type": "subscribe", "id": "big", "payload": { "query": oversized } })
+                    .to_string()
+                    .into(),
+            ),
+        ),
+        (
+            "subscribe before connection_init",
+            false,
+            Message::Text(
+                json!({ "type": "subscribe", "id": "early",
+                        "payload": { "query": "subscription { movieChanged { position } }" } })
+                .to_string()
+                .into(),
+            ),
+        ),
+        (
+            "a forged token at connection_init",
+            false,
+            Message::Text(
+                json!({ "type": "connection_init",
+                        "payload": { "authorization": "Bearer ' OR '1'='1" } })
+                .to_string()
+                .into(),
+            ),
+        ),
+    ];
+    for (what, after_handshake, message) in broken {
+        let mut socket = if after_handshake {
+            Socket::connect(&app, json!({})).await
+        } else {
+            Socket::open(&app).await
+        };
+        let _ = socket.send_raw(message).await;
+        let (close, messages) = socket.closed().await;
+        assert!(
+            messages.is_empty(),
+            "{what}: answered before closing: {messages:?}"
+        );
+        if let Some(frame) = close {
+            assert_ne!(u16::from(frame.code), 1000, "{what}: closed as if all was well");
+            assert_no_internals(what, &frame.reason);
+        }
+        still_healthy(&app, what).await;
+    }
+    assert_eq!(head(&app).await, before, "nothing stored");
 }
