@@ -913,7 +913,11 @@ async fn hostile_websocket_messages_are_refused(db: TestDatabase) {
             "{what}: answered before closing: {messages:?}"
         );
         if let Some(frame) = close {
-            assert_ne!(u16::from(frame.code), 1000, "{what}: closed as if all was well");
+            assert_ne!(
+                u16::from(frame.code),
+                1000,
+                "{what}: closed as if all was well"
+            );
             assert_no_internals(what, &frame.reason);
         }
         still_healthy(&app, what).await;
