@@ -18,6 +18,7 @@ use axum::Router;
 use crate::auth::Viewer;
 use crate::error::{FieldError, QueryError, DATABASE_UNAVAILABLE};
 use crate::live::wait_for_read_models;
+use crate::socket_limit;
 use crate::{schema_builder, MarqueeSchema, QueryApi};
 
 /// Read-your-writes: answer only once the read models have applied this position.
@@ -163,21 +164,24 @@ async fn websocket(
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(MAX_BODY_BYTES)
         .max_frame_size(MAX_BODY_BYTES)
-        .on_upgrade(move |socket| {
+        .on_upgrade(move |socket| async move {
             let api = service.api.clone();
-            GraphQLWebSocket::new(socket, service.schema.clone(), protocol)
-                .keepalive_timeout(KEEPALIVE)
-                .on_connection_init(move |payload| async move {
-                    let token = payload_token(&payload).or(header_token);
-                    let viewer = api
-                        .viewer(token)
-                        .await
-                        .map_err(|e| async_graphql::Error::from(FieldError(e)))?;
-                    let mut data = Data::default();
-                    data.insert(viewer);
-                    Ok(data)
-                })
-                .serve()
+            let (sink, stream, forward) = socket_limit::bounded(socket);
+            let graphql =
+                GraphQLWebSocket::new_with_pair(sink, stream, service.schema.clone(), protocol)
+                    .keepalive_timeout(KEEPALIVE)
+                    .on_connection_init(move |payload| async move {
+                        let token = payload_token(&payload).or(header_token);
+                        let viewer = api
+                            .viewer(token)
+                            .await
+                            .map_err(|e| async_graphql::Error::from(FieldError(e)))?;
+                        let mut data = Data::default();
+                        data.insert(viewer);
+                        Ok(data)
+                    })
+                    .serve();
+            futures::join!(graphql, forward);
         })
 }
 

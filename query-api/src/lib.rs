@@ -14,6 +14,7 @@ mod limits;
 mod live;
 mod me;
 mod movies;
+mod socket_limit;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub use catalogue::{Catalogue, MovieFilter, MovieOrder, MoviePage, MovieRecord, 
 pub use error::QueryError;
 pub use http::{router, MIN_POSITION_HEADER};
 pub use limits::{MAX_ALIASES, MAX_ROOT_FIELDS};
+pub use socket_limit::MAX_SUBSCRIPTIONS_PER_SOCKET;
 
 /// The deepest selection accepted (introspection's type references need 13).
 pub const MAX_DEPTH: usize = 15;

@@ -12,6 +12,7 @@ use domain::Role;
 use marquee_tests::graphql_ws::Socket;
 use marquee_tests::images::png_declaring;
 use marquee_tests::{on_both_backends, Backend, TestApp, TestDatabase, PASSWORD};
+use query_api::MAX_SUBSCRIPTIONS_PER_SOCKET;
 use reqwest::{Client, Method};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -803,7 +804,7 @@ fn subscription_error_code(message: &Value) -> Option<&str> {
 }
 
 /// graphql-transport-ws abuse: hostile documents answered with an error on a socket that goes
-/// on serving; broken frames, a frame over the 1 MiB bound, a subscribe before the handshake
+/// on serving, up to its bound on subscriptions; broken frames, a frame over the 1 MiB bound, a subscribe before the handshake
 /// and a forged token end the socket with a close frame and nothing else.
 async fn hostile_websocket_messages_are_refused(db: TestDatabase) {
     let app = start(&db).await;
@@ -856,6 +857,25 @@ async fn hostile_websocket_messages_are_refused(db: TestDatabase) {
     socket.send(json!({ "type": "ping" })).await;
     let pong = socket.next().await;
     assert_eq!(pong["type"], "pong", "the socket still serves: {pong}");
+    // The refused documents were completed by the server and hold nothing; the injections
+    // stand. Up to the bound, the socket serves; one more closes it.
+    let standing = INJECTIONS.len();
+    let flood = "subscription { movieChanged { position } }";
+    for n in standing..MAX_SUBSCRIPTIONS_PER_SOCKET {
+        socket.subscribe(&format!("flood-{n}"), flood).await;
+    }
+    socket.send(json!({ "type": "ping" })).await;
+    let pong = socket.next().await;
+    assert_eq!(
+        pong["type"], "pong",
+        "{MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions: {pong}"
+    );
+    socket.subscribe("one-too-many", flood).await;
+    let (close, messages) = socket.closed().await;
+    assert!(messages.is_empty(), "answered before closing: {messages:?}");
+    let close = close.expect("a close frame for one subscription too many");
+    assert_eq!(u16::from(close.code), 4429, "{close:?}");
+    assert!(close.reason.contains("subscriptions"), "{close:?}");
 
     let oversized = "x".repeat(2 * 1024 * 1024);
     let broken: Vec<(&str, bool, Message)> = vec![
