@@ -127,48 +127,72 @@ async fn movie_changes(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             event = events.recv() => event,
             _ = stop.changed() => return,
         };
-        let event = match event {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                warn!(
+        // Everything already waiting goes in one batch with one wait for the read models, so
+        // a burst costs one wait, not one per event, and the task keeps up with the log.
+        let mut batch = Vec::new();
+        let mut next = first;
+        loop {
+            match next {
+                Ok(event) => batch.push(event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => warn!(
                     missed,
                     "movie changes fell behind the log; some were not sent"
-                );
-                continue;
+                ),
+                Err(broadcast::error::RecvError::Closed) => return,
             }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
+            next = match events.try_recv() {
+                Ok(event) => Ok(event),
+                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                    Err(broadcast::error::RecvError::Lagged(missed))
+                }
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    Err(broadcast::error::RecvError::Closed)
+                }
+                Err(broadcast::error::TryRecvError::Empty) => break,
+            };
+        }
         // Work only for someone listening.
-        if event.aggregate_type != "Movie" || sender.receiver_count() == 0 {
+        batch.retain(|event| event.aggregate_type == "Movie");
+        if batch.is_empty() || sender.receiver_count() == 0 {
             continue;
         }
-        match movie_change(&store, &catalogue, &event).await {
-            Ok(Some(change)) => {
-                let _ = sender.send(Arc::new(change));
+        let newest = batch.iter().map(|event| event.position).max().unwrap_or(0);
+        let applied = match wait_for_read_models(&store, newest, READ_MODEL_WAIT).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                warn!(%error, position = newest, "movie changes not sent");
+                continue;
             }
-            Ok(None) => {}
-            Err(error) => warn!(%error, position = event.position, "movie change not sent"),
+        };
+        for event in &batch {
+            match movie_change(&store, &catalogue, event, applied).await {
+                Ok(Some(change)) => {
+                    let _ = sender.send(Arc::new(change));
+                }
+                Ok(None) => {}
+                Err(error) => warn!(%error, position = event.position, "movie change not sent"),
+            }
         }
     }
 }
 
-/// The movie as the read model shows it once it has applied `event`; replayed from the stream
-/// if the read model does not get there in time.
+/// The movie as the read model shows it once it has `applied` `event`; replayed from the
+/// stream if the read model did not get there in time.
 async fn movie_change(
     store: &EventStore,
     catalogue: &Catalogue,
     event: &RecordedEvent,
+    applied: bool,
 ) -> Result<Option<MovieChangeRecord>> {
     let kind = match event.event_type.as_str() {
         "MovieAdded" => ChangeKind::Added,
         "MovieRemoved" => ChangeKind::Removed,
         _ => ChangeKind::Updated,
     };
-    let applied = wait_for_read_models(store, event.position, READ_MODEL_WAIT).await?;
     let movie = if applied {
         catalogue.movie(&event.aggregate_id).await?
     } else {

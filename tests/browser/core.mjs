@@ -5,7 +5,8 @@
 // reach of the main controls, and a phone-sized screen. Screenshots of each page, and axe-core's
 // WCAG A/AA rules on each.
 import {
-  accessible, apiToken, assert, config, main, png, signInWithPassword, waitForHeading, waitForText,
+  accessible, apiToken, assert, config, main, png, signedInAndOnTheWay, signInWithPassword, waitForHeading,
+  waitForText,
 } from './lib/harness.mjs';
 
 const HOSTILE_TITLE = '<script>alert(1)</script>';
@@ -74,7 +75,7 @@ await main('core', async (run) => {
     await run.screenshot(page, 'sign-in');
     await accessible(page, 'sign-in');
     await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
-    await waitForText(page.locator('.signed-in-as'), username);
+    await signedInAndOnTheWay(page, username);
     const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
     assert(credentials[0].signCount >= 1, 'the authenticator signed');
     await page.goto('/#/account');

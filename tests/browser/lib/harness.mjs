@@ -179,7 +179,16 @@ export async function signInWithPassword(page, username, password = config.passw
   await page.getByLabel('Username').fill(username);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await signedInAndOnTheWay(page, username);
+}
+
+/**
+ * Waits until the header shows `username` and the app has left the sign-in page for where it
+ * sends the reader: a `goto` before that would be overtaken by the app's own navigation.
+ */
+export async function signedInAndOnTheWay(page, username) {
   await waitForText(page.locator('.signed-in-as'), username);
+  await page.waitForFunction(() => !window.location.hash.startsWith('#/sign-in'));
 }
 
 /** Signs in over the JSON API from Node (no browser): the bearer token, for side effects. */
