@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{SecondsFormat, Utc};
 use domain::{
-    sign_in_outcome, Email, Role, SignInOutcome, User, UserCommand, UserError, UserId,
+    sign_in_outcome, Email, Role, Secret, SignInOutcome, User, UserCommand, UserError, UserId,
     UserServices, Username,
 };
 use event_store::{CommandContext, ExecuteError, Executed};
@@ -76,7 +76,7 @@ pub async fn register(
         id,
         username: username.clone(),
         email,
-        password_hash,
+        password_hash: Secret::new(password_hash),
         at: Utc::now(),
     };
     let executed = execute(&state, id, command, &context, Some(username.to_string())).await?;
@@ -124,7 +124,7 @@ pub async fn sign_in(
     };
     let id = UserId::for_username(&username);
     let command = UserCommand::SignInWithPassword {
-        password: body.password.clone(),
+        password: Secret::new(body.password.as_str()),
         ip: context.client_ip.map(|ip| ip.to_string()),
         at: Utc::now(),
     };

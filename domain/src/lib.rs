@@ -86,13 +86,13 @@ pub use movie::{
 };
 pub use upcast::{current_version, upcast, UpcastError};
 pub use user::{
-    erases_personal_data, personal_fields, sign_in_outcome, AccountLocked, AccountUnlocked,
-    LoginFailed, LoginFailureReason, LoginMethod, PasskeyLoginSucceeded, PasskeyRegistered,
-    PasswordLoginSucceeded, PasswordVerifier, PersonalDataErased, RoleGranted, SignInOutcome,
-    StoredPasskey, UnlockReason, User, UserCommand, UserError, UserEvent, UserRegistered,
-    UserServices, UserState, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
+    erases_personal_data, personal_fields, secret_fields, sign_in_outcome, AccountLocked,
+    AccountUnlocked, LoginFailed, LoginFailureReason, LoginMethod, PasskeyLoginSucceeded,
+    PasskeyRegistered, PasswordLoginSucceeded, PasswordVerifier, PersonalDataErased, RoleGranted,
+    SignInOutcome, StoredPasskey, UnlockReason, User, UserCommand, UserError, UserEvent,
+    UserRegistered, UserServices, UserState, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
 };
 pub use values::{
-    Description, Director, Email, Genre, Genres, MovieId, Role, Title, UserId, Username,
-    ValidationError, Year, ERASED,
+    Description, Director, Email, Genre, Genres, MovieId, Role, Secret, Title, UserId, Username,
+    ValidationError, Year, ERASED, REDACTED,
 };

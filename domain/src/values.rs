@@ -301,6 +301,50 @@ pub struct Email(String);
 /// store writes the same text in place of a field it can no longer decrypt.
 pub const ERASED: &str = "[erased]";
 
+/// What a secret payload field (`secret_fields`: a password hash) reads as in every view of the
+/// history given out (GraphQL `events` and `eventAppended`, `marquee events`, the bus). The event
+/// store keeps the value, which the aggregates need, and writes this text in its place on the way
+/// out; the ledger hashes what is stored.
+pub const REDACTED: &str = "[redacted]";
+
+/// Text that must never be printed: a plaintext password, a password hash. `Debug` shows
+/// `Secret("[redacted]")`; there is no `Display` and no `Serialize`, so the text is reached only
+/// through `expose`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self(text.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_exposed(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Secret").field(&REDACTED).finish()
+    }
+}
+
+impl From<String> for Secret {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
 impl Email {
     pub const MAX_CHARS: usize = 254;
 

@@ -544,7 +544,7 @@ proptest! {
             now += TimeDelta::seconds(gap_seconds);
             let password = if right_password { PASSWORD } else { "guess" };
             let command = UserCommand::SignInWithPassword {
-                password: password.to_owned(),
+                password: password.into(),
                 ip: None,
                 at: now,
             };

@@ -4,11 +4,12 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use cqrs_es::test::TestFramework;
 use cqrs_es::{Aggregate, DomainEvent};
 use domain::{
-    erases_personal_data, personal_fields, sign_in_outcome, AccountLocked, AccountUnlocked, Email,
-    LoginFailed, LoginFailureReason, LoginMethod, PasskeyLoginSucceeded, PasskeyRegistered,
-    PasswordLoginSucceeded, PasswordVerifier, PersonalDataErased, Role, RoleGranted, SignInOutcome,
-    UnlockReason, User, UserCommand, UserError, UserEvent, UserId, UserRegistered, UserServices,
-    Username, ERASED, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
+    erases_personal_data, personal_fields, secret_fields, sign_in_outcome, AccountLocked,
+    AccountUnlocked, Email, LoginFailed, LoginFailureReason, LoginMethod, PasskeyLoginSucceeded,
+    PasskeyRegistered, PasswordLoginSucceeded, PasswordVerifier, PersonalDataErased, Role,
+    RoleGranted, SignInOutcome, UnlockReason, User, UserCommand, UserError, UserEvent, UserId,
+    UserRegistered, UserServices, Username, ERASED, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
+    REDACTED,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -73,7 +74,7 @@ fn registered() -> UserEvent {
 
 fn sign_in(password: &str, minute: i64) -> UserCommand {
     UserCommand::SignInWithPassword {
-        password: password.to_owned(),
+        password: password.into(),
         ip: ip(),
         at: at(minute),
     }
@@ -195,7 +196,7 @@ fn register_records_the_user_with_the_user_role() {
             id: alice(),
             username: alice_name(),
             email: Email::parse("alice@example.com").unwrap(),
-            password_hash: format!("hashed:{PASSWORD}"),
+            password_hash: format!("hashed:{PASSWORD}").into(),
             at: at(-60),
         })
         .then_expect_events(vec![registered()]);
@@ -209,7 +210,7 @@ fn register_refuses_a_taken_username() {
             id: alice(),
             username: alice_name(),
             email: Email::parse("other@example.com").unwrap(),
-            password_hash: "hashed:other".to_owned(),
+            password_hash: "hashed:other".into(),
             at: at(0),
         })
         .then_expect_error_message("username is already taken");
@@ -223,7 +224,7 @@ fn register_refuses_an_id_not_derived_from_the_username() {
             id: admin(),
             username: alice_name(),
             email: Email::parse("alice@example.com").unwrap(),
-            password_hash: "hashed:x".to_owned(),
+            password_hash: "hashed:x".into(),
             at: at(0),
         })
         .then_expect_error(UserError::IdDoesNotMatchUsername);
@@ -860,4 +861,50 @@ fn personal_fields_name_real_payload_fields() {
     assert!(personal_fields("RoleGranted").is_empty());
     assert!(erases_personal_data(&erased(1).event_type()));
     assert!(!erases_personal_data("UserRegistered"));
+}
+
+#[test]
+fn secret_fields_name_real_payload_fields_and_no_personal_one() {
+    let payload = registered().payload();
+    assert_eq!(secret_fields("UserRegistered"), ["password_hash"]);
+    for field in secret_fields("UserRegistered") {
+        assert!(
+            payload.get(field).is_some(),
+            "UserRegistered has no {field}"
+        );
+        assert!(!personal_fields("UserRegistered").contains(field));
+    }
+    for event in [
+        password_ok(1),
+        login_failed(LoginMethod::Password, LoginFailureReason::BadPassword, 2),
+        passkey_ok(3, 4),
+        erased(5),
+    ] {
+        assert!(secret_fields(&event.event_type()).is_empty());
+    }
+    assert!(secret_fields("MovieAdded").is_empty());
+    assert_ne!(REDACTED, ERASED);
+}
+
+#[test]
+fn a_logged_command_shows_neither_the_password_nor_its_hash() {
+    let register = UserCommand::Register {
+        id: alice(),
+        username: alice_name(),
+        email: Email::parse("alice@example.com").unwrap(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        at: at(0),
+    };
+    let printed = format!("{register:?} {register:#?}");
+    assert!(!printed.contains("$argon2"), "{printed}");
+    assert!(printed.contains(REDACTED), "{printed}");
+    let sign_in = sign_in(PASSWORD, 0);
+    let printed = format!("{sign_in:?} {sign_in:#?}");
+    assert!(!printed.contains(PASSWORD), "{printed}");
+    assert!(printed.contains(REDACTED), "{printed}");
+    // The command still carries the text to the aggregate.
+    let UserCommand::SignInWithPassword { password, .. } = sign_in else {
+        panic!("not a sign-in")
+    };
+    assert_eq!(password.expose(), PASSWORD);
 }

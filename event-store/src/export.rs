@@ -34,7 +34,8 @@ const CSV_HEADER: &str = "position,eventId,aggregateType,aggregateId,sequence,ev
 schemaVersion,payload,metadata,recordedAt,prevHash,hash";
 
 impl EventStore {
-    /// Writes every event matching `query` (its `limit` is ignored) and returns how many.
+    /// Writes every event matching `query` (its `limit` is ignored), secrets redacted, and
+    /// returns how many.
     pub async fn export(
         &self,
         query: &EventQuery,
@@ -53,10 +54,12 @@ impl EventStore {
             let page = self.query(&page_query).await?;
             let Some(last) = page.last() else { break };
             page_query.after_position = last.position;
-            for event in &page {
+            for mut event in page {
+                // Both formats: a password hash leaves as the marker.
+                self.redact_secrets(&mut event);
                 match format {
-                    ExportFormat::JsonLines => writeln!(out, "{}", json_line(event))?,
-                    ExportFormat::Csv => writeln!(out, "{}", csv_line(event))?,
+                    ExportFormat::JsonLines => writeln!(out, "{}", json_line(&event))?,
+                    ExportFormat::Csv => writeln!(out, "{}", csv_line(&event))?,
                 }
                 written += 1;
             }

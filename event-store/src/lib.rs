@@ -10,6 +10,7 @@ mod hash;
 mod ledger;
 mod model;
 mod personal;
+mod redact;
 mod store;
 
 pub use db::{redact_url, text_column, Backend, Database, PoolSettings};
@@ -23,4 +24,5 @@ pub use model::{
     EventMetadata, NewEvent, RecordedEvent, StreamId,
 };
 pub use personal::ERASED;
+pub use redact::{redact, REDACTED};
 pub use store::{no_upcasting, EventQuery, EventStore, Upcaster};

@@ -38,6 +38,12 @@ pub trait Upcaster: Send + Sync {
         &[]
     }
 
+    /// Payload fields of `event_type` that hold secrets: kept as stored, shown as `REDACTED` by
+    /// `EventStore::redact_secrets` in every view of the history given out.
+    fn secret_fields(&self, _event_type: &str) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Whether storing an event of `event_type` destroys its data subject's key, in the same
     /// transaction.
     fn erases_personal_data(&self, _event_type: &str) -> bool {
@@ -331,6 +337,17 @@ impl EventStore {
         let mut events = rows.iter().map(decode_event).collect::<Result<Vec<_>>>()?;
         personal::open_events(&self.inner.db, &mut events, parts).await?;
         events.into_iter().map(|e| self.upcast(e)).collect()
+    }
+
+    /// `event` as it may leave the store: its secret payload fields (`Upcaster::secret_fields`)
+    /// read as `REDACTED`. Every outward view calls it (GraphQL `events` and `eventAppended`,
+    /// the export, the relay's messages); aggregates, projectors and the ledger read the stored
+    /// values.
+    pub fn redact_secrets(&self, event: &mut RecordedEvent) {
+        crate::redact::redact(
+            &mut event.payload,
+            self.inner.upcaster.secret_fields(&event.event_type),
+        );
     }
 
     fn upcast(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {

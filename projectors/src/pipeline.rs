@@ -181,7 +181,7 @@ pub fn maintenance(
     )
 }
 
-/// The domain's upcasters and personal fields, as the store calls them.
+/// The domain's upcasters, personal and secret fields, as the store calls them.
 pub fn domain_upcaster() -> Arc<dyn Upcaster> {
     Arc::new(DomainSchema)
 }
@@ -202,6 +202,10 @@ impl Upcaster for DomainSchema {
         domain::personal_fields(event_type)
     }
 
+    fn secret_fields(&self, event_type: &str) -> &'static [&'static str] {
+        domain::secret_fields(event_type)
+    }
+
     fn erases_personal_data(&self, event_type: &str) -> bool {
         domain::erases_personal_data(event_type)
     }
@@ -213,5 +217,11 @@ mod tests {
     #[test]
     fn the_store_and_the_domain_erase_alike() {
         assert_eq!(event_store::ERASED, domain::ERASED);
+    }
+
+    /// Likewise the marker for secret fields.
+    #[test]
+    fn the_store_and_the_domain_redact_alike() {
+        assert_eq!(event_store::REDACTED, domain::REDACTED);
     }
 }

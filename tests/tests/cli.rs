@@ -1,12 +1,12 @@
 //! The `marquee` binary as operators and auditors use it.
 
 use std::process::Output;
-use std::sync::Arc;
 
 use command_api::Argon2Passwords;
-use domain::{Email, Role, User, UserCommand, UserId, UserServices, Username};
-use event_store::CommandContext;
-use marquee_tests::fixtures::{append, movie_added, movie_retitled, movie_stream, new_movie_id};
+use domain::{Email, Role, User, UserCommand, UserId, Username};
+use marquee_tests::fixtures::{
+    append, movie_added, movie_retitled, movie_stream, new_movie_id, user_command,
+};
 use marquee_tests::{marquee_binary, on_both_backends, Backend, TestDatabase};
 use serde_json::Value;
 
@@ -175,25 +175,17 @@ async fn grant_role_bootstraps_the_first_admin(db: TestDatabase) {
     let store = db.store().await;
     let username = Username::parse("Alice").unwrap();
     let id = UserId::for_username(&username);
-    let services = UserServices {
-        passwords: Arc::new(Argon2Passwords),
-    };
     let register = UserCommand::Register {
         id,
         username,
         email: Email::parse("alice@example.com").unwrap(),
-        password_hash: Argon2Passwords.hash("correct horse battery").unwrap(),
+        password_hash: Argon2Passwords
+            .hash("correct horse battery")
+            .unwrap()
+            .into(),
         at: chrono::Utc::now(),
     };
-    store
-        .execute::<User>(
-            &id.to_string(),
-            register,
-            &services,
-            &CommandContext::default(),
-        )
-        .await
-        .unwrap();
+    user_command(&store, "alice", register).await;
 
     let granted = db.marquee(&["user", "grant-role", "alice", "admin"]);
     assert!(granted.status.success(), "{}", stderr(&granted));

@@ -4,18 +4,44 @@
 //! and cookie sessions, sign-out, passkey options, GraphQL, admin routes and malformed bodies
 //! carrying a password. Then its whole log and every answer are searched for each password, any
 //! argon2 hash, each session token, a session cookie's value, the database password and the AWS
-//! secret key.
+//! secret key. The history as others read it too: GraphQL `events` as an auditor, `marquee
+//! events` in JSON Lines and CSV, and on the aws profile the relay's messages on SNS, each with
+//! every `UserRegistered` there and its `password_hash` as the marker; `marquee verify` still
+//! passes, the store keeping the hash.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use command_api::SESSION_COOKIE;
-use domain::MAX_FAILED_SIGN_INS;
-use marquee_tests::{free_port, on_both_backends, signed_in_at, Backend, TestDatabase, PASSWORD};
+use domain::{MAX_FAILED_SIGN_INS, REDACTED};
+use event_store::RecordedEvent;
+use marquee_tests::{
+    free_port, moto, on_both_backends, signed_in_at, Backend, TestDatabase, PASSWORD,
+};
+use projectors::aws::{SnsFifoPublisher, Topology};
+use projectors::Relay;
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
 on_both_backends!(no_secret_reaches_the_log_or_an_answer);
+
+/// Everyone the test registers: its two users and the operator's admin.
+const REGISTERED: [&str; 3] = ["alice", "bob", "boss"];
+
+/// Checks that `payloads` (of `UserRegistered`, read from `what`) are one per registered user,
+/// each with its password hash as the marker.
+fn assert_registrations_redacted(what: &str, payloads: &[Value]) {
+    let mut usernames: Vec<&str> = payloads
+        .iter()
+        .map(|payload| payload["username"].as_str().unwrap_or_default())
+        .collect();
+    usernames.sort_unstable();
+    assert_eq!(usernames, REGISTERED, "{what}: {payloads:?}");
+    for payload in payloads {
+        assert_eq!(payload["password_hash"], REDACTED, "{what}: {payload}");
+    }
+}
 
 /// A value no log line or answer may hold, and what it is.
 struct Secret {
@@ -377,6 +403,24 @@ async fn drive(driver: &mut Driver, db: &TestDatabase, secrets: &mut Secrets) {
     driver
         .send("GraphQL stats as an auditor", forbidden, 200)
         .await;
+    let history = driver
+        .graphql(
+            r#"{ events(first: 100, eventTypes: ["UserRegistered"]) {
+                edges { node { eventType payload hash } } } }"#,
+        )
+        .bearer_auth(&alice);
+    let history = driver
+        .send("GraphQL events as an auditor", history, 200)
+        .await;
+    let history: Value = serde_json::from_str(&history).unwrap();
+    assert!(history.get("errors").is_none(), "{history}");
+    let payloads: Vec<Value> = history["data"]["events"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["payload"].clone())
+        .collect();
+    assert_registrations_redacted("GraphQL events", &payloads);
 
     for (what, body) in [
         (
@@ -498,6 +542,32 @@ async fn no_secret_reaches_the_log_or_an_answer(db: TestDatabase) {
     if let Some(user) = database_user_name {
         db.execute(&format!("DROP USER '{user}'@'%'")).await;
     }
+    let mut history = Vec::new();
+    for format in ["jsonl", "csv"] {
+        let exported = db.marquee(&["events", "--format", format]);
+        assert!(exported.status.success(), "{exported:?}");
+        let text = String::from_utf8(exported.stdout).unwrap();
+        let payloads: Vec<Value> = text
+            .lines()
+            .filter(|line| line.contains("UserRegistered"))
+            .map(|line| match format {
+                "jsonl" => serde_json::from_str::<Value>(line).unwrap()["payload"].clone(),
+                // position, eventId, aggregateType, aggregateId, sequence, eventType,
+                // schemaVersion, payload, …
+                _ => serde_json::from_str(&csv_cells(line)[7]).unwrap(),
+            })
+            .collect();
+        assert_registrations_redacted(&format!("the {format} export"), &payloads);
+        history.push((format!("the {format} export"), text));
+    }
+    if db.backend == Backend::MySql {
+        history.push(("the relay's messages".into(), relayed(&db).await));
+    }
+    let verified = db.marquee(&["verify"]);
+    assert!(
+        verified.status.success(),
+        "the store still holds what it hashed: {verified:?}"
+    );
 
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(
@@ -515,9 +585,55 @@ async fn no_secret_reaches_the_log_or_an_answer(db: TestDatabase) {
         let source = format!("the answer to {} ({})", answer.request, answer.status);
         findings.extend(secrets.findings(&source, &answer.body, answer.opens_a_session));
     }
+    for (source, text) in &history {
+        findings.extend(secrets.findings(source, text, false));
+    }
     assert!(
         findings.is_empty(),
         "secrets given away:\n{}",
         findings.join("\n")
     );
+}
+
+/// Relays the whole store to this test's SNS topic as `marquee relay` does, then returns every
+/// message moto recorded on it, one a line, after checking its registrations.
+async fn relayed(db: &TestDatabase) -> String {
+    let config = moto::sdk_config().await;
+    let topology = Topology::new(db.sns_topic_prefix());
+    let publisher = SnsFifoPublisher::connect(&config, &topology).await.unwrap();
+    let relay = Relay::new(db.store().await, Arc::new(publisher), 100);
+    while relay.run_once().await.unwrap() > 0 {}
+    let messages: Vec<String> = moto::published(&topology.events_topic())
+        .await
+        .iter()
+        .map(|sent| sent[1].as_str().unwrap().to_string())
+        .collect();
+    let payloads: Vec<Value> = messages
+        .iter()
+        .map(|message| serde_json::from_str::<RecordedEvent>(message).unwrap())
+        .filter(|event| event.event_type == "UserRegistered")
+        .map(|event| event.payload)
+        .collect();
+    assert_registrations_redacted("the relay's messages", &payloads);
+    messages.join("\n")
+}
+
+/// The cells of one CSV line as `marquee events --format csv` writes it (RFC 4180: a quoted
+/// cell doubles its quotes; the export's lines hold no line breaks).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                cells.last_mut().unwrap().push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(String::new()),
+            (c, _) => cells.last_mut().unwrap().push(c),
+        }
+    }
+    cells
 }
