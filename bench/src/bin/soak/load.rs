@@ -238,7 +238,7 @@ impl Client {
         Ok(body)
     }
 
-    async fn add_movie(&self, step: usize) -> Result<(String, i64)> {
+    pub async fn add_movie(&self, step: usize) -> Result<(String, i64)> {
         let request = self
             .http
             .post(format!("{}/api/movies", self.base))

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::Parser;
 use marquee_bench::server::Server;
 use serde::Serialize;
@@ -98,6 +98,21 @@ async fn main() -> Result<()> {
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let png = load::poster_png()?;
+    // A subscription is live only once the server has read its subscribe message: a movie that
+    // every subscriber sees before the load starts proves it, and is not counted.
+    let canary = load::Client::new(&server.base_url, args.clients, png.clone()).await?;
+    canary.add_movie(0).await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while subscribers.iter().any(|s| s.received() == 0) {
+        ensure!(
+            Instant::now() < deadline,
+            "the subscriptions did not see a first movie within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen_before_load: Vec<u64> = subscribers.iter().map(|s| s.received()).collect();
+    let during_load =
+        |subscriber: (&subscriber::Subscriber, &u64)| subscriber.0.received() - subscriber.1;
     let started = Instant::now();
     let mut clients = Vec::new();
     for n in 0..args.clients {
@@ -143,10 +158,17 @@ async fn main() -> Result<()> {
     // have it, so give them a moment.
     let expected = tally.movie_events();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline && subscribers.iter().any(|s| s.received() < expected) {
+    let received = || -> Vec<u64> {
+        subscribers
+            .iter()
+            .zip(&seen_before_load)
+            .map(during_load)
+            .collect()
+    };
+    while Instant::now() < deadline && received().iter().any(|&count| count < expected) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let received: Vec<u64> = subscribers.iter().map(|s| s.received()).collect();
+    let received = received();
     let lag_end = lag.events().await?;
     server.stop().await?;
 
@@ -186,7 +208,7 @@ async fn main() -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    anyhow::ensure!(report.errors == 0, "{} errors", report.errors);
+    ensure!(report.errors == 0, "{} errors", report.errors);
     Ok(())
 }
 
