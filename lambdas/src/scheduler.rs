@@ -1,5 +1,6 @@
-//! The `scheduler` function: the periodic maintenance (ledger checkpoint, expired lockouts,
-//! projection lag, dead letters, daily digest), answered with what it did.
+//! The `scheduler` function: the periodic maintenance (store sweep, ledger checkpoint, expired
+//! lockouts, projection lag, dead letters, effects in doubt, daily digest), answered with what it
+//! did.
 
 use aws_config::SdkConfig;
 use chrono::Utc;
@@ -26,10 +27,14 @@ pub struct SchedulerFunction {
 pub struct Report {
     /// The last position the new ledger checkpoint seals, if there was anything to seal.
     pub checkpoint: Option<i64>,
+    /// Events the store sweep applied because the bus had not delivered them.
+    pub swept: usize,
     pub unlocked: Vec<String>,
     /// The largest projection lag, in events.
     pub lag: i64,
     pub dead_letters: Vec<DeadLetters>,
+    /// Effects whose sending may or may not have arrived, per outbox channel.
+    pub in_doubt: Vec<InDoubt>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -38,16 +43,28 @@ pub struct DeadLetters {
     pub depth: i64,
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InDoubt {
+    pub channel: String,
+    pub effects: i64,
+}
+
 impl From<MaintenanceReport> for Report {
     fn from(report: MaintenanceReport) -> Self {
         Self {
             checkpoint: report.checkpoint,
+            swept: report.swept,
             unlocked: report.unlocked,
             lag: report.lag,
             dead_letters: report
                 .dead_letters
                 .into_iter()
                 .map(|(queue, depth)| DeadLetters { queue, depth })
+                .collect(),
+            in_doubt: report
+                .in_doubt
+                .into_iter()
+                .map(|(channel, effects)| InDoubt { channel, effects })
                 .collect(),
         }
     }

@@ -76,8 +76,9 @@ pub async fn relay(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `marquee project`: long-polls every projector's queue and applies what arrives, until
-/// SIGTERM or Ctrl-C. The same handlers as the `projector` Lambda.
+/// `marquee project`: long-polls every projector's queue and applies what arrives, and sweeps
+/// the store for what the bus has not delivered, until SIGTERM or Ctrl-C. The same handlers as
+/// the `projector` Lambda; the sweep is the scheduler's.
 pub async fn project(settings: &Settings) -> anyhow::Result<()> {
     require_aws(settings, "project")?;
     let store = crate::open_store(settings).await?;
@@ -86,23 +87,31 @@ pub async fn project(settings: &Settings) -> anyhow::Result<()> {
     let adapters = Adapters::aws(&aws, &topology).await?;
     let client = aws_sdk_sqs::Client::new(&aws);
     let (stop, stopped) = watch::channel(false);
-    let mut consumers = Vec::new();
+    let mut tasks = Vec::new();
     for projector in projectors::projectors(&store, &adapters, &settings.pipeline) {
         let queue_url =
             projectors::aws::queue_url(&client, &topology.queue(projector.name())).await?;
         let consumer =
             projectors::aws::SqsConsumer::new(client.clone(), queue_url, settings.queue_wait);
+        tasks.push(tokio::spawn(projectors::sweep_periodically(
+            projector.clone(),
+            stopped.clone(),
+        )));
         let stopped = stopped.clone();
-        consumers.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             consumer.run(&projector, stopped).await
         }));
     }
-    info!(queues = consumers.len(), "projectors consuming");
+    info!(
+        projections = projectors::PROJECTIONS.len(),
+        sweep_every = ?projectors::SWEEP_INTERVAL,
+        "projectors consuming and sweeping"
+    );
     crate::serve::shutdown_signal().await;
     info!("projectors stopping");
     let _ = stop.send(true);
-    for consumer in consumers {
-        consumer.await?;
+    for task in tasks {
+        task.await?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ use sqlx::Row;
 use tracing::{debug, error, warn};
 
 use crate::error::{ProjectorError, Result};
+use crate::outbox;
 use crate::pipeline::Failpoint;
 use crate::sql::{self, insert_rows, placeholders, OnConflict, Tx, Value};
 use crate::status;
@@ -118,8 +119,22 @@ impl Projector {
         &self.projection
     }
 
-    /// Applies delivered events once each, in stream order, filling gaps from the store.
+    /// Applies delivered events once each, in stream order, filling gaps from the store, then
+    /// sends the effects that left in the outbox.
     pub async fn apply(&self, delivered: Vec<RecordedEvent>, source: Source) -> Result<Applied> {
+        let outcome = self.apply_durably(delivered, source).await?;
+        if outcome.applied > 0 {
+            self.deliver().await;
+        }
+        Ok(outcome)
+    }
+
+    /// `apply` up to its commit: the effects wait in the outbox for the caller's `deliver`.
+    pub(crate) async fn apply_durably(
+        &self,
+        delivered: Vec<RecordedEvent>,
+        source: Source,
+    ) -> Result<Applied> {
         if delivered.is_empty() {
             return Ok(Applied::default());
         }
@@ -207,7 +222,7 @@ impl Projector {
         tx.commit().await?;
         drop(turn);
         if outcome.applied > 0 {
-            self.crash_if_armed();
+            self.crash_if_armed().await;
         }
         debug!(
             projection = self.name(),
@@ -216,18 +231,18 @@ impl Projector {
             filled = outcome.filled,
             "events projected"
         );
-        if outcome.applied > 0 {
-            self.deliver().await;
-        }
         Ok(outcome)
     }
 
     /// The failpoint `projector-after-apply`: the transaction is in, nothing after it happened.
-    fn crash_if_armed(&self) {
+    /// Other projectors of the process are stopped wherever they are, except inside a remote
+    /// call of their outbox, which it lets finish first (see `outbox`).
+    async fn crash_if_armed(&self) {
         let Some(Failpoint::ProjectorAfterApply { projection }) = self.failpoint else {
             return;
         };
         if projection.is_none_or(|name| name == self.name()) {
+            let _quiet = outbox::quiesce().await;
             error!(
                 projection = self.name(),
                 "failpoint projector-after-apply: aborting after the commit"

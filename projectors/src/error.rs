@@ -20,6 +20,13 @@ pub enum ProjectorError {
         service: &'static str,
         message: String,
     },
+    /// A call that must not be repeated failed after its request may have reached the service
+    /// (it timed out, or the connection broke): whether it took effect is unknown.
+    #[error("{service} call may or may not have taken effect, so it is not repeated: {message}")]
+    InDoubt {
+        service: &'static str,
+        message: String,
+    },
     #[error("unknown projection {0:?} (read-models, metrics, notifications)")]
     UnknownProjection(String),
     #[error("unknown failpoint {0:?} (projector-after-apply)")]
@@ -37,6 +44,22 @@ impl ProjectorError {
         Self::Aws {
             service,
             message: error.to_string(),
+        }
+    }
+
+    /// The same failure for another effect of the call that failed: in doubt if this one is,
+    /// an AWS failure (which the outbox retries) otherwise.
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            Self::InDoubt { service, message } => Self::InDoubt {
+                service,
+                message: message.clone(),
+            },
+            Self::Aws { service, message } => Self::Aws {
+                service,
+                message: message.clone(),
+            },
+            other => Self::aws("outbox", other),
         }
     }
 }

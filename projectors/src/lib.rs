@@ -17,6 +17,7 @@ mod relay;
 mod replay;
 mod sql;
 mod status;
+mod sweep;
 mod tail;
 
 pub use bus::{handle_messages, BusMessage};
@@ -42,4 +43,5 @@ pub use read_models::{
 };
 pub use relay::{EventPublisher, Relay, RELAY};
 pub use replay::{compare_read_models, replay, ReplayReport};
+pub use sweep::{sweep_periodically, Swept, SWEEP_GRACE, SWEEP_INTERVAL};
 pub use tail::tail;

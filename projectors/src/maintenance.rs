@@ -1,6 +1,7 @@
 //! The periodic work: the EventBridge-scheduled Lambda in aws, a task inside `serve` in embedded.
-//! Every step is safe to repeat: alerts and the digest carry once-only keys, unlocking is a
-//! command that does nothing when the lock is already lifted.
+//! Every step is safe to repeat: the store sweep applies only what the guards have not seen,
+//! alerts and the digest carry once-only keys, unlocking is a command that does nothing when the
+//! lock is already lifted.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use crate::engine::{statuses, Projector};
 use crate::error::Result;
 use crate::metrics::{MetricDatum, MetricSink, PROJECTION_LAG_EVENTS};
 use crate::notifications::{raise_alert, Notification, Topic};
+use crate::outbox;
 use crate::read_models::READ_MODELS;
 use crate::{METRICS, NOTIFICATIONS};
 
@@ -28,9 +30,13 @@ pub trait DeadLetterProbe: Send + Sync {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MaintenanceReport {
     pub checkpoint: Option<i64>,
+    /// Events the store sweep applied because the bus had not delivered them.
+    pub swept: usize,
     pub unlocked: Vec<String>,
     pub lag: i64,
     pub dead_letters: Vec<(String, i64)>,
+    /// Per outbox channel, effects whose sending may or may not have arrived.
+    pub in_doubt: Vec<(String, i64)>,
 }
 
 pub struct Maintenance {
@@ -76,6 +82,15 @@ impl Maintenance {
             Ok(sealed) => report.checkpoint = sealed.map(|c| c.to_position),
             Err(error) => last_error = Some(error.into()),
         }
+        for projector in &self.projectors {
+            match projector.sweep(now).await {
+                Ok(swept) => report.swept += swept.applied,
+                Err(error) => {
+                    projector.record_error(&error.to_string()).await;
+                    last_error = Some(error);
+                }
+            }
+        }
         match self.unlock_expired(now).await {
             Ok(unlocked) => report.unlocked = unlocked,
             Err(error) => last_error = Some(error),
@@ -86,6 +101,10 @@ impl Maintenance {
         }
         match self.check_dead_letters(now).await {
             Ok(depths) => report.dead_letters = depths,
+            Err(error) => last_error = Some(error),
+        }
+        match self.check_in_doubt(now).await {
+            Ok(in_doubt) => report.in_doubt = in_doubt,
             Err(error) => last_error = Some(error),
         }
         if let Err(error) = self.daily_digest(now).await {
@@ -196,6 +215,25 @@ impl Maintenance {
             raise_alert(self.store.database(), key, alert).await?;
         }
         Ok(depths)
+    }
+
+    /// Alerts on effects left in doubt: their sender timed out or stopped during the call.
+    async fn check_in_doubt(&self, now: DateTime<Utc>) -> Result<Vec<(String, i64)>> {
+        let db = self.store.database();
+        let in_doubt = outbox::in_doubt(db, now).await?;
+        let hour = now.duration_trunc(TimeDelta::hours(1)).unwrap_or(now);
+        for (channel, count) in &in_doubt {
+            let alert = Notification {
+                topic: Topic::Alerts,
+                subject: "Marquee: effects that may not have arrived".into(),
+                message: format!("{count} {channel} effect(s) may or may not have arrived: their sending timed out or its process stopped during the call. They are not sent again, so that nothing arrives twice; their outbox rows are claimed and have no sent_at."),
+                username: None,
+            };
+            // Once per channel, count and hour, as for dead letters.
+            let key = format!("in-doubt:{channel}:{count}:{}", format_timestamp(hour));
+            raise_alert(db, key, alert).await?;
+        }
+        Ok(in_doubt)
     }
 
     /// Yesterday in numbers, to `alerts`, once per day.

@@ -46,11 +46,18 @@ pub struct Notification {
     pub username: Option<String>,
 }
 
-/// Delivers one notification.
+/// Delivers notifications.
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn send(&self, notification: &Notification) -> Result<()>;
+
+    /// Delivers up to `NOTIFICATIONS_PER_SEND` at once, answering one outcome per notification,
+    /// in order: one the service refused fails alone.
+    async fn send_all(&self, notifications: &[Notification]) -> Vec<Result<()>>;
 }
+
+/// Notifications claimed and sent together: SNS PublishBatch's most entries.
+pub const NOTIFICATIONS_PER_SEND: usize = 10;
 
 /// The embedded profile: a log line per notification (the outbox keeps the record).
 pub struct LogNotifier;
@@ -66,6 +73,14 @@ impl Notifier for LogNotifier {
             "notification"
         );
         Ok(())
+    }
+
+    async fn send_all(&self, notifications: &[Notification]) -> Vec<Result<()>> {
+        let mut outcomes = Vec::with_capacity(notifications.len());
+        for notification in notifications {
+            outcomes.push(self.send(notification).await);
+        }
+        outcomes
     }
 }
 
@@ -278,14 +293,13 @@ impl Projection for Notifications {
     }
 
     async fn deliver(&self, db: &Database) -> Result<()> {
-        // One per transaction: a failure part-way never re-sends the ones before it.
+        // Each notification is settled by its own outcome: one refused is retried alone.
         NOTIFICATIONS_OUTBOX
-            .drain(db, 1, |batch: Vec<Notification>| async move {
-                for notification in &batch {
-                    self.notifier.send(notification).await?;
-                }
-                Ok(())
-            })
+            .drain(
+                db,
+                NOTIFICATIONS_PER_SEND,
+                |batch: Vec<Notification>| async move { self.notifier.send_all(&batch).await },
+            )
             .await
             .map(|_| ())
     }

@@ -1,4 +1,5 @@
-//! The `projection_status` rows: where each projector (and the relay) stands and its last error.
+//! The `projection_status` rows: where each projector (and the relay) stands, how far the store
+//! sweep has checked it, and its last error.
 
 use chrono::Utc;
 use event_store::{format_timestamp, Backend, Database};
@@ -70,4 +71,37 @@ pub async fn record_error(db: &Database, name: &str, error: &str) {
     if let Err(db_error) = recorded {
         warn!(name, %db_error, "could not record an error in projection_status");
     }
+}
+
+/// Up to where the store sweep has made sure `name` applied every event (0 before its first).
+pub async fn swept_to(db: &Database, name: &str) -> Result<i64> {
+    let row = sqlx::query("SELECT swept_to FROM projection_status WHERE name = ?")
+        .bind(name)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get(0)?,
+        None => 0,
+    })
+}
+
+/// Moves `name`'s sweep watermark on to `position` (never back).
+pub async fn sweep_to(db: &Database, name: &str, position: i64) -> Result<()> {
+    let sql = match db.backend() {
+        Backend::Sqlite => {
+            "INSERT INTO projection_status (name, position, swept_to, updated_at) VALUES (?, 0, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET swept_to = MAX(swept_to, excluded.swept_to)"
+        }
+        Backend::MySql => {
+            "INSERT INTO projection_status (name, position, swept_to, updated_at) VALUES (?, 0, ?, ?) \
+             ON DUPLICATE KEY UPDATE swept_to = GREATEST(swept_to, VALUES(swept_to))"
+        }
+    };
+    sqlx::query(sql)
+        .bind(name)
+        .bind(position)
+        .bind(format_timestamp(Utc::now()))
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }

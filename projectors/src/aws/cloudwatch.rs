@@ -7,10 +7,10 @@ use chrono::{TimeDelta, Utc};
 use event_store::{Backend, Database};
 use tracing::{debug, warn};
 
-use super::aws_error;
+use super::{effect_error, no_retries};
 use crate::error::Result;
 use crate::metrics::{MetricDatum, MetricSink};
-use crate::outbox::Outbox;
+use crate::outbox::{each, Outbox};
 use crate::sql::Tx;
 
 const OUTBOX: Outbox = Outbox::new("cloudwatch");
@@ -73,9 +73,13 @@ impl CloudWatchMetrics {
             .put_metric_data()
             .namespace(&self.namespace)
             .set_metric_data(Some(data))
+            .customize()
+            .config_override(
+                aws_sdk_cloudwatch::config::Builder::default().retry_config(no_retries()),
+            )
             .send()
             .await
-            .map_err(|e| aws_error("CloudWatch", e))?;
+            .map_err(|e| effect_error("CloudWatch", e))?;
         debug!(datums = count, "metrics sent to CloudWatch");
         Ok(())
     }
@@ -94,7 +98,10 @@ impl MetricSink for CloudWatchMetrics {
 
     async fn flush(&self, db: &Database) -> Result<()> {
         OUTBOX
-            .drain(db, MAX_DATUMS_PER_CALL, |datums| self.put(datums))
+            .drain(db, MAX_DATUMS_PER_CALL, |datums| async move {
+                let count = datums.len();
+                each(count, self.put(datums).await)
+            })
             .await
             .map(|_| ())
     }

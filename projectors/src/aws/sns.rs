@@ -8,7 +8,7 @@ use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use event_store::RecordedEvent;
 use tracing::debug;
 
-use super::{aws_error, Topology};
+use super::{aws_error, effect_error, no_retries, Topology};
 use crate::error::{ProjectorError, Result};
 use crate::notifications::{Notification, Notifier, Topic};
 use crate::relay::EventPublisher;
@@ -158,8 +158,90 @@ impl SnsNotifier {
     }
 }
 
+impl SnsNotifier {
+    /// One PublishBatch of `chunk` (indices into `notifications`, all to `topic`): the outcome of
+    /// each, or the failure of the whole call.
+    async fn publish_batch(
+        &self,
+        topic: Topic,
+        notifications: &[Notification],
+        chunk: &[usize],
+    ) -> Result<Vec<(usize, Result<()>)>> {
+        let mut entries = Vec::with_capacity(chunk.len());
+        for &index in chunk {
+            let notification = &notifications[index];
+            let mut entry = PublishBatchRequestEntry::builder()
+                .id(index.to_string())
+                .subject(subject(&notification.subject))
+                .message(&notification.message);
+            if let Some(username) = &notification.username {
+                entry = entry.message_attributes("username", string_attribute(username)?);
+            }
+            entries.push(entry.build().map_err(|e| aws_error("SNS", e))?);
+        }
+        let published = self
+            .client
+            .publish_batch()
+            .topic_arn(self.arn(topic))
+            .set_publish_batch_request_entries(Some(entries))
+            .customize()
+            .config_override(aws_sdk_sns::config::Builder::default().retry_config(no_retries()))
+            .send()
+            .await
+            .map_err(|e| effect_error("SNS", e))?;
+        let succeeded: HashSet<&str> = published
+            .successful()
+            .iter()
+            .filter_map(|s| s.id())
+            .collect();
+        Ok(chunk
+            .iter()
+            .map(|&index| {
+                let id = index.to_string();
+                let outcome = if succeeded.contains(id.as_str()) {
+                    Ok(())
+                } else if let Some(failed) = published.failed().iter().find(|f| f.id() == id) {
+                    // Refused by the service: not published, so sent again later.
+                    Err(ProjectorError::aws(
+                        "SNS",
+                        format!(
+                            "PublishBatch refused a notification: {} {}",
+                            failed.code(),
+                            failed.message().unwrap_or_default()
+                        ),
+                    ))
+                } else {
+                    Err(ProjectorError::InDoubt {
+                        service: "SNS",
+                        message:
+                            "PublishBatch reported a notification neither published nor failed"
+                                .into(),
+                    })
+                };
+                (index, outcome)
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Notifier for SnsNotifier {
+    /// One PublishBatch per topic and ten notifications.
+    async fn send_all(&self, notifications: &[Notification]) -> Vec<Result<()>> {
+        let mut outcomes = Vec::with_capacity(notifications.len());
+        for (topic, chunk) in batches(notifications) {
+            match self.publish_batch(topic, notifications, &chunk).await {
+                Ok(published) => outcomes.extend(published),
+                Err(error) => {
+                    outcomes.extend(chunk.iter().map(|&index| (index, Err(error.again()))));
+                }
+            }
+        }
+        // Each index once, in some topic's batch: back in the notifications' order.
+        outcomes.sort_by_key(|(index, _)| *index);
+        outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+    }
+
     async fn send(&self, notification: &Notification) -> Result<()> {
         let mut publish = self
             .client
@@ -171,9 +253,35 @@ impl Notifier for SnsNotifier {
             // Subscription filter policies match a user's own sign-ins on this attribute.
             publish = publish.message_attributes("username", string_attribute(username)?);
         }
-        publish.send().await.map_err(|e| aws_error("SNS", e))?;
+        publish
+            .customize()
+            .config_override(aws_sdk_sns::config::Builder::default().retry_config(no_retries()))
+            .send()
+            .await
+            .map_err(|e| effect_error("SNS", e))?;
         Ok(())
     }
+}
+
+/// The PublishBatch calls for `notifications`: per topic, in the order topics first appear, the
+/// indices of its notifications, ten at most per call.
+fn batches(notifications: &[Notification]) -> Vec<(Topic, Vec<usize>)> {
+    let mut topics: Vec<Topic> = Vec::new();
+    for notification in notifications {
+        if !topics.contains(&notification.topic) {
+            topics.push(notification.topic);
+        }
+    }
+    let mut batches = Vec::new();
+    for topic in topics {
+        let indices: Vec<usize> = (0..notifications.len())
+            .filter(|&index| notifications[index].topic == topic)
+            .collect();
+        for chunk in indices.chunks(MAX_BATCH_ENTRIES) {
+            batches.push((topic, chunk.to_vec()));
+        }
+    }
+    batches
 }
 
 /// SNS subjects are ASCII without line breaks or control characters, under 100 characters.
@@ -219,6 +327,30 @@ mod tests {
             long.starts_with("word word ") && long.ends_with("..."),
             "{long}"
         );
+    }
+
+    #[test]
+    fn notifications_are_batched_per_topic_ten_at_a_time() {
+        let notification = |topic| Notification {
+            topic,
+            subject: "s".into(),
+            message: "m".into(),
+            username: None,
+        };
+        let mut notifications: Vec<Notification> =
+            (0..12).map(|_| notification(Topic::Movies)).collect();
+        notifications.insert(3, notification(Topic::Logins));
+        let calls = batches(&notifications);
+        let movies: Vec<usize> = (0..13).filter(|&i| i != 3).collect();
+        assert_eq!(
+            calls,
+            [
+                (Topic::Movies, movies[..10].to_vec()),
+                (Topic::Movies, movies[10..].to_vec()),
+                (Topic::Logins, vec![3]),
+            ]
+        );
+        assert!(batches(&[]).is_empty());
     }
 
     #[test]
