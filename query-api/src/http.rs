@@ -18,7 +18,7 @@ use axum::Router;
 use crate::auth::Viewer;
 use crate::error::{FieldError, QueryError, DATABASE_UNAVAILABLE};
 use crate::live::wait_for_read_models;
-use crate::socket_limit;
+use crate::websocket;
 use crate::{schema_builder, MarqueeSchema, QueryApi};
 
 /// Read-your-writes: answer only once the read models have applied this position.
@@ -27,8 +27,9 @@ pub const MIN_POSITION_HEADER: &str = "x-min-position";
 /// The largest `POST /graphql` body read: far past any real document, short of a flood.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// How long a quiet WebSocket may stay open without the client's pings.
-const KEEPALIVE: Duration = Duration::from_secs(60);
+/// How long a WebSocket may stay open without a word from the client; the server pings it at
+/// half that, so a live client always has something to answer.
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 struct Service {
@@ -159,6 +160,9 @@ async fn websocket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let header_token = command_api::session_token(&headers);
+    // Clients of the older graphql-ws protocol have no pong, so only graphql-transport-ws gets
+    // pings and the quiet-socket timeout.
+    let keepalive = speaks_graphql_transport_ws(&headers).then_some(KEEPALIVE);
     // The same bound as a POST body: axum's default (64 MiB) would let one frame fill memory.
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
@@ -166,10 +170,10 @@ async fn websocket(
         .max_frame_size(MAX_BODY_BYTES)
         .on_upgrade(move |socket| async move {
             let api = service.api.clone();
-            let (sink, stream, forward) = socket_limit::bounded(socket);
+            let (sink, stream, forward) = websocket::guarded(socket, keepalive.map(|k| k / 2));
             let graphql =
                 GraphQLWebSocket::new_with_pair(sink, stream, service.schema.clone(), protocol)
-                    .keepalive_timeout(KEEPALIVE)
+                    .keepalive_timeout(keepalive)
                     .on_connection_init(move |payload| async move {
                         let token = payload_token(&payload).or(header_token);
                         let viewer = api
@@ -183,6 +187,22 @@ async fn websocket(
                     .serve();
             futures::join!(graphql, forward);
         })
+}
+
+/// Whether the upgrade settles on graphql-transport-ws: the first protocol the client lists
+/// that the server speaks, as the engine picks it.
+fn speaks_graphql_transport_ws(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .find(|protocol| {
+            protocol.eq_ignore_ascii_case("graphql-transport-ws")
+                || protocol.eq_ignore_ascii_case("graphql-ws")
+        })
+        .is_some_and(|protocol| protocol.eq_ignore_ascii_case("graphql-transport-ws"))
 }
 
 /// The token in a connection_init payload: `{"authorization": "Bearer …"}` or `{"token": "…"}`.

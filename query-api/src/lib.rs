@@ -14,8 +14,8 @@ mod limits;
 mod live;
 mod me;
 mod movies;
-mod socket_limit;
 mod subscriptions;
+mod websocket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +31,9 @@ use tokio::sync::watch;
 pub use admin::{CloudWatchSource, LocalMetrics, MetricSource};
 pub use catalogue::{Catalogue, MovieFilter, MovieOrder, MoviePage, MovieRecord, MAX_PAGE_SIZE};
 pub use error::QueryError;
-pub use http::{router, MIN_POSITION_HEADER};
+pub use http::{router, KEEPALIVE as WEBSOCKET_KEEPALIVE, MIN_POSITION_HEADER};
 pub use limits::{MAX_ALIASES, MAX_ROOT_FIELDS};
-pub use socket_limit::MAX_SUBSCRIPTIONS_PER_SOCKET;
+pub use websocket::MAX_SUBSCRIPTIONS_PER_SOCKET;
 
 /// The deepest selection accepted (introspection's type references need 13).
 pub const MAX_DEPTH: usize = 15;

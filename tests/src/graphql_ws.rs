@@ -64,18 +64,25 @@ impl Socket {
     /// The next protocol message (pings answered).
     pub async fn next(&mut self) -> Value {
         loop {
-            let message = tokio::time::timeout(ANSWER_WITHIN, self.0.next())
+            let value = self.next_within(ANSWER_WITHIN).await;
+            if value["type"] == "ping" {
+                self.send(json!({ "type": "pong" })).await;
+                continue;
+            }
+            return value;
+        }
+    }
+
+    /// The next protocol message, pings included, within `bound`.
+    pub async fn next_within(&mut self, bound: Duration) -> Value {
+        loop {
+            let message = tokio::time::timeout(bound, self.0.next())
                 .await
-                .expect("a message within 15 s")
+                .unwrap_or_else(|_| panic!("a message within {bound:?}"))
                 .expect("the socket is open")
                 .unwrap();
             if let Message::Text(text) = message {
-                let value: Value = serde_json::from_str(text.as_str()).unwrap();
-                if value["type"] == "ping" {
-                    self.send(json!({ "type": "pong" })).await;
-                    continue;
-                }
-                return value;
+                return serde_json::from_str(text.as_str()).unwrap();
             }
         }
     }

@@ -20,6 +20,7 @@ on_both_backends!(
     abusive_queries_are_refused,
     every_role_sees_only_its_fields,
     subscriptions_follow_the_store_across_apps,
+    a_quiet_subscriber_is_pinged_and_keeps_its_subscription,
 );
 
 /// Starts the app with its projectors running (in this process on the aws profile).
@@ -908,5 +909,30 @@ async fn subscriptions_follow_the_store_across_apps(db: TestDatabase) {
     assert_eq!(
         removed["payload"]["data"]["movieChanged"]["movie"]["removed"],
         true
+    );
+}
+
+/// A client that only listens (the graphql-ws reference client, Python's gql) says nothing after
+/// subscribing: the server pings it well within its keepalive, so answering keeps it connected.
+async fn a_quiet_subscriber_is_pinged_and_keeps_its_subscription(db: TestDatabase) {
+    let app = start(&db).await;
+    let token = app.signed_in("talker").await;
+    let mut quiet = Socket::connect(&app, json!({})).await;
+    quiet
+        .subscribe(
+            "quiet",
+            "subscription { movieChanged { kind movie { title } } }",
+        )
+        .await;
+    let ping = quiet
+        .next_within(query_api::WEBSOCKET_KEEPALIVE / 2 + Duration::from_secs(10))
+        .await;
+    assert_eq!(ping, json!({ "type": "ping" }));
+    quiet.send(json!({ "type": "pong" })).await;
+    add(&app, &token, "Still Listening", 2024, "Someone", &["Drama"]).await;
+    let change = quiet.next().await;
+    assert_eq!(
+        change["payload"]["data"]["movieChanged"]["movie"]["title"], "Still Listening",
+        "{change}"
     );
 }

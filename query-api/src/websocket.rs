@@ -1,17 +1,21 @@
-//! Bounds the subscriptions one WebSocket holds at once. The engine starts a stream for every
-//! `subscribe` it reads, so without a bound one socket could hold any number of them. The
-//! socket's frames pass through here on their way in and out: a `subscribe` adds its id, a
-//! `complete` from either side removes it, and the subscribe past the bound closes the socket
-//! with 4429 and a reason.
+//! The care of each GraphQL WebSocket, around the engine. It bounds the subscriptions one
+//! socket holds at once: the engine starts a stream for every `subscribe` it reads, so without a
+//! bound one socket could hold any number of them. The socket's frames pass through here on
+//! their way in and out: a `subscribe` adds its id, a `complete` from either side removes it,
+//! and the subscribe past the bound closes the socket with 4429 and a reason. And it pings the
+//! client (graphql-transport-ws): the engine closes a socket the client has not spoken on for a
+//! while, and a client that only listens answers pings, so only a dead one is closed.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::channel::mpsc;
 use futures::stream::{SplitStream, Stream};
 use futures::{future, Sink, SinkExt, StreamExt};
 use serde::Deserialize;
+use tokio::time::Instant;
 use tracing::warn;
 
 /// Subscriptions one socket may hold: far past what a page needs, short of a flood.
@@ -22,6 +26,9 @@ const TOO_MANY: u16 = 4429;
 
 /// Frames buffered on their way out before the engine waits for the client.
 const OUTBOUND_BUFFER: usize = 16;
+
+/// The server's ping in graphql-transport-ws.
+const PING: &str = r#"{"type":"ping"}"#;
 
 /// The fields of a protocol message that say what it does to a subscription.
 #[derive(Deserialize)]
@@ -42,9 +49,11 @@ fn envelope(message: &Message) -> Option<Envelope> {
 type Active = Arc<Mutex<HashSet<String>>>;
 
 /// Splits `socket` into the engine's sink and stream, with the bound in between, plus the task
-/// that writes the engine's frames to the client (run it beside the engine).
-pub fn bounded(
+/// that writes the engine's frames, and a ping every `ping_every` if given, to the client (run
+/// it beside the engine).
+pub fn guarded(
     socket: WebSocket,
+    ping_every: Option<Duration>,
 ) -> (
     impl Sink<Message> + Unpin,
     impl Stream<Item = Result<Message, axum::Error>>,
@@ -67,7 +76,17 @@ pub fn bounded(
     };
     let stream = inbound(from_client, active, to_client);
     let forward = async move {
-        while let Some(message) = outbound.next().await {
+        let mut pings =
+            ping_every.map(|every| tokio::time::interval_at(Instant::now() + every, every));
+        loop {
+            let message = match pings.as_mut() {
+                Some(pings) => tokio::select! {
+                    message = outbound.next() => message,
+                    _ = pings.tick() => Some(Message::Text(PING.into())),
+                },
+                None => outbound.next().await,
+            };
+            let Some(message) = message else { break };
             if client.send(message).await.is_err() {
                 break;
             }
