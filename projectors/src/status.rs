@@ -10,10 +10,17 @@ use crate::error::Result;
 
 /// The highest position `name` has handled (0 before its first).
 pub async fn position(db: &Database, name: &str) -> Result<i64> {
-    let row = sqlx::query("SELECT position FROM projection_status WHERE name = ?")
-        .bind(name)
-        .fetch_optional(db.pool())
-        .await?;
+    mark(db, "position", name).await
+}
+
+/// One of `name`'s positions in `projection_status` (0 before it has a row).
+async fn mark(db: &Database, column: &'static str, name: &str) -> Result<i64> {
+    let row = sqlx::query(&format!(
+        "SELECT {column} FROM projection_status WHERE name = ?"
+    ))
+    .bind(name)
+    .fetch_optional(db.pool())
+    .await?;
     Ok(match row {
         Some(row) => row.try_get(0)?,
         None => 0,
@@ -75,14 +82,7 @@ pub async fn record_error(db: &Database, name: &str, error: &str) {
 
 /// Up to where the store sweep has made sure `name` applied every event (0 before its first).
 pub async fn swept_to(db: &Database, name: &str) -> Result<i64> {
-    let row = sqlx::query("SELECT swept_to FROM projection_status WHERE name = ?")
-        .bind(name)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get(0)?,
-        None => 0,
-    })
+    mark(db, "swept_to", name).await
 }
 
 /// Moves `name`'s sweep watermark on to `position` (never back).
