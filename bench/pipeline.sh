@@ -4,7 +4,7 @@
 # embedded and aws profiles, and (2) the replay rate of the read models over 1,000,000 events on
 # MariaDB against a raw stream of the same rows. `bench/pipeline.sh lag ARGS…` or
 # `bench/pipeline.sh replay ARGS…` runs one of them with its own arguments (`lag --help`,
-# `replay --help` list them, e.g. `replay --json replay.json`).
+# `replay --help` list them, e.g. `replay --rounds 3 --breakdown always --json replay.json`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/marquee-target}"

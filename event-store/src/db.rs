@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use sqlx::any::{install_default_drivers, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{MigrateDatabase, Migrator};
-use sqlx::{Any, AnyPool, Executor, Row};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row};
 
 use crate::error::{Result, StoreError};
 use crate::model::{parse_timestamp, RecordedEvent};
@@ -62,7 +63,23 @@ pub struct Database {
     /// SQLite has one writer at a time and makes the others sleep and retry (in steps of up to
     /// 100 ms); writers in this process queue here instead, in order.
     sqlite_writers: Arc<tokio::sync::Mutex<()>>,
+    /// MySQL: where `connect_native` connects, outside the pool.
+    native: Option<NativeOptions>,
 }
+
+/// The MySQL connect options, kept out of `Debug` (they hold the password).
+#[derive(Clone)]
+struct NativeOptions(Arc<MySqlConnectOptions>);
+
+impl std::fmt::Debug for NativeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NativeOptions(..)")
+    }
+}
+
+/// The session every MySQL connection gets: the pool's (`after_connect`) and `connect_native`'s.
+const MYSQL_SESSION: &str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
+     SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,ONLY_FULL_GROUP_BY'";
 
 /// Pool settings that matter for an event store.
 #[derive(Debug, Clone, Copy)]
@@ -112,21 +129,38 @@ impl Database {
                             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                              PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;"
                         }
-                        Backend::MySql => {
-                            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; \
-                             SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,ONLY_FULL_GROUP_BY'"
-                        }
+                        Backend::MySql => MYSQL_SESSION,
                     };
                     conn.execute(session).await.map(|_| ())
                 })
             })
             .connect(&url)
             .await?;
+        let native = match backend {
+            Backend::MySql => Some(NativeOptions(Arc::new(MySqlConnectOptions::from_str(
+                &url,
+            )?))),
+            Backend::Sqlite => None,
+        };
         Ok(Self {
             pool,
             backend,
             sqlite_writers: Arc::default(),
+            native,
         })
+    }
+
+    /// MySQL: a new connection of sqlx's own MySQL driver, outside the pool, with the pool's
+    /// session settings; `None` on SQLite. For bulk work, where the `Any` driver's conversion of
+    /// every value and argument costs more than the work: rebuilds streaming the whole log,
+    /// loading tables.
+    pub async fn connect_native(&self) -> Result<Option<MySqlConnection>> {
+        let Some(NativeOptions(options)) = &self.native else {
+            return Ok(None);
+        };
+        let mut conn = options.connect().await?;
+        conn.execute(MYSQL_SESSION).await?;
+        Ok(Some(conn))
     }
 
     pub async fn migrate(&self) -> Result<()> {

@@ -2,6 +2,7 @@
 //! group commit, a global order that readers can tail without skipping, per-stream hash chains,
 //! signed-off checkpoints, upcasting of old payloads and export for auditors.
 
+mod bulk;
 mod db;
 mod error;
 mod execute;
@@ -13,6 +14,7 @@ mod personal;
 mod redact;
 mod store;
 
+pub use bulk::EventBatches;
 pub use db::{redact_url, text_column, Backend, Database, PoolSettings};
 pub use error::{Result, StoreError};
 pub use execute::{decode_event, encode_event, CommandContext, ExecuteError, Executed};

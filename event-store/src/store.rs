@@ -350,7 +350,7 @@ impl EventStore {
         );
     }
 
-    fn upcast(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {
+    pub(crate) fn upcast(&self, mut event: RecordedEvent) -> Result<RecordedEvent> {
         let payload = std::mem::take(&mut event.payload);
         let (version, payload) = self
             .inner

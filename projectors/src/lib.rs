@@ -42,6 +42,6 @@ pub use read_models::{
     Difference, LoginRow, MovieRow, ReadModel, ReadModels, UserRow, READ_MODELS,
 };
 pub use relay::{EventPublisher, Relay, RELAY};
-pub use replay::{compare_read_models, replay, ReplayReport};
+pub use replay::{compare_read_models, replay, ReplayMethod, ReplayReport, ReplayStep};
 pub use sweep::{sweep_periodically, Swept, SWEEP_GRACE, SWEEP_INTERVAL};
 pub use tail::tail;

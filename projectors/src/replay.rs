@@ -1,135 +1,258 @@
 //! Rebuilding a projection from the store, and checking a live one against a rebuild.
 
+mod swap;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use event_store::{format_timestamp, Backend, EventStore};
+use event_store::{format_timestamp, Backend, EventStore, RecordedEvent, StreamId};
 use sqlx::Row;
 
 use crate::engine::{guard_key, lock_status, write_guards, Projector, Rebuild};
 use crate::error::{ProjectorError, Result};
 use crate::facts::fact;
 use crate::read_models::{Difference, ReadModel, READ_MODELS};
-use crate::sql::{OnConflict, Value};
-
-/// Events per read while rebuilding.
-const REPLAY_PAGE: u32 = 10_000;
+use crate::sql::{OnConflict, Tx, Value};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayReport {
     pub projection: &'static str,
     pub events: usize,
     pub elapsed: Duration,
+    /// How the rows went in.
+    pub method: ReplayMethod,
+    /// Where the time went, in order.
+    pub steps: Vec<ReplayStep>,
 }
 
-/// Rebuilds the projection from the whole log: folds every event in memory, then, in one
-/// transaction, empties its tables and checkpoints and writes each row and stream guard once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayMethod {
+    /// Into the emptied live tables, in the transaction that holds the projection's status row.
+    Transaction,
+    /// Into new tables, indexed after loading, then swapped in by one `RENAME TABLE` (the read
+    /// models on MySQL with DDL rights; see `swap`).
+    Swap,
+}
+
+/// One step of a replay and how long it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayStep {
+    pub name: String,
+    pub elapsed: Duration,
+    /// Ran beside the other concurrent steps listed with it, inside the sequential step that
+    /// follows them.
+    pub concurrent: bool,
+}
+
+/// Rebuilds the projection from the whole log: folds every event in memory, then writes each
+/// row and stream guard once.
 ///
-/// Safe beside a running projector: the log is folded up to its head first, without locks; the
+/// Safe beside a running projector: the log is folded up to its head first, without locks; a
 /// transaction then takes the projection's status row (live applies wait for it), folds what
-/// arrived meanwhile and swaps the rows. Readers see the old rows until the commit.
+/// arrived meanwhile and replaces the rows, guards and position. Readers see the old rows until
+/// the new ones are in, all at once. The read models on MySQL (their fold is a `ReadModel`,
+/// whose rows `swap` writes itself) are loaded into new tables and swapped in when the database
+/// user may create, alter and drop tables; otherwise, and on SQLite, the live tables are emptied
+/// and written in that one transaction, through the projection's own `Rebuild::write`.
 pub async fn replay(projector: &Projector) -> Result<ReplayReport> {
     let name = projector.name();
-    let mut fold = Fold {
-        rebuild: projector
-            .projection()
-            .rebuild()
-            .ok_or(ProjectorError::NotReplayable(name))?,
-        guards: HashMap::new(),
-        position: 0,
-        events: 0,
-    };
-    let started = Instant::now();
+    let rebuild = projector
+        .projection()
+        .rebuild()
+        .ok_or(ProjectorError::NotReplayable(name))?;
+    let mut steps = Steps::new();
+    if name == READ_MODELS && projector.store().database().backend() == Backend::MySql {
+        if let Some(report) = swap::replay(projector, &mut steps).await? {
+            return Ok(report);
+        }
+    }
+    in_one_transaction(projector, Fold::new(rebuild), steps).await
+}
+
+/// Folds the log, then empties the live tables and writes the fold in one transaction.
+async fn in_one_transaction(
+    projector: &Projector,
+    fold: Fold<dyn Rebuild>,
+    mut steps: Steps,
+) -> Result<ReplayReport> {
+    let name = projector.name();
     let store = projector.store();
-    fold.read_to_head(store).await?;
+    let fold = fold.read_to_head(store).await?;
+    steps.done("fold the log (read beside)");
     let db = store.database();
     let turn = db.write_turn().await;
     let mut tx = db.begin_write().await?;
     lock_status(&mut tx, db.backend(), name).await?;
-    fold.read_to_head(store).await?;
+    let fold = fold.read_to_head(store).await?;
+    steps.done("take the status row, fold what arrived");
     for table in fold.rebuild.tables() {
         sqlx::query(&format!("DELETE FROM {table}"))
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("DELETE FROM projection_streams WHERE projection = ?")
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
     fold.rebuild.write(&mut tx, db.backend()).await?;
-    let guards: Vec<Vec<Value>> = fold
-        .guards
-        .into_iter()
-        .map(|(stream, sequence)| {
-            vec![
-                Value::from(name),
-                Value::from(stream),
-                Value::from(sequence),
-            ]
-        })
-        .collect();
-    write_guards(&mut tx, db.backend(), OnConflict::Fail, &guards).await?;
-    sqlx::query(
-        "UPDATE projection_status SET position = ?, last_error = NULL, updated_at = ? WHERE name = ?",
-    )
-    .bind(fold.position)
-    .bind(format_timestamp(Utc::now()))
-    .bind(name)
-    .execute(&mut *tx)
-    .await?;
+    steps.done("empty the tables, write the rows");
+    write_position(&mut tx, db.backend(), name, &fold.guards, fold.position).await?;
+    steps.done("write the guards and position");
     tx.commit().await?;
     drop(turn);
-    Ok(ReplayReport {
-        projection: name,
-        events: fold.events,
-        elapsed: started.elapsed(),
-    })
+    steps.done("commit");
+    Ok(steps.report(name, fold.events, ReplayMethod::Transaction))
 }
 
 /// A rebuild in progress with the last sequence folded per stream.
-struct Fold {
-    rebuild: Box<dyn Rebuild>,
-    guards: HashMap<String, i64>,
+struct Fold<R: ?Sized> {
+    rebuild: Box<R>,
+    guards: Guards,
     position: i64,
     events: usize,
 }
 
-impl Fold {
-    /// Folds every event after the current position, reading the next page while one is folded.
-    async fn read_to_head(&mut self, store: &EventStore) -> Result<()> {
-        let (pages, mut next_page) = tokio::sync::mpsc::channel(2);
-        let reader = {
-            let store = store.clone();
-            let mut after = self.position;
-            tokio::spawn(async move {
-                loop {
-                    let page = store.read_all(after, REPLAY_PAGE).await;
-                    let last = page
-                        .as_ref()
-                        .ok()
-                        .and_then(|events| events.last().map(|e| e.position));
-                    let full = page
-                        .as_ref()
-                        .is_ok_and(|events| events.len() == REPLAY_PAGE as usize);
-                    if pages.send(page).await.is_err() || !full {
-                        return;
-                    }
-                    after = last.unwrap_or(after);
+impl<R: Rebuild + ?Sized + 'static> Fold<R> {
+    fn new(rebuild: Box<R>) -> Self {
+        Self {
+            rebuild,
+            guards: Guards::default(),
+            position: 0,
+            events: 0,
+        }
+    }
+
+    /// Folds every event after the current position, on a thread of its own, while the store
+    /// reads and decodes the next events on another (`EventStore::stream_all`).
+    async fn read_to_head(self, store: &EventStore) -> Result<Self> {
+        let mut batches = store.stream_all(self.position);
+        let mut fold = self;
+        tokio::task::spawn_blocking(move || {
+            while let Some(batch) = batches.blocking_next() {
+                for event in batch? {
+                    fold.rebuild.apply(&event)?;
+                    fold.guards.record(&event);
+                    fold.position = event.position;
+                    fold.events += 1;
                 }
-            })
+            }
+            Ok(fold)
+        })
+        .await?
+    }
+}
+
+/// Replaces the projection's stream guards and moves its position (the fold's, taken apart: a
+/// `Fold` of a `dyn Rebuild` is not `Sync`, so no borrow of it may live across an await).
+async fn write_position(
+    tx: &mut Tx,
+    backend: Backend,
+    name: &'static str,
+    guards: &Guards,
+    position: i64,
+) -> Result<()> {
+    sqlx::query("DELETE FROM projection_streams WHERE projection = ?")
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    write_guards(tx, backend, OnConflict::Fail, &guards.rows(name)).await?;
+    sqlx::query(
+        "UPDATE projection_status SET position = ?, last_error = NULL, updated_at = ? WHERE name = ?",
+    )
+    .bind(position)
+    .bind(format_timestamp(Utc::now()))
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The last sequence folded per stream, by aggregate type and then id, so that folding an event
+/// of a stream seen before allocates nothing.
+#[derive(Default)]
+struct Guards(HashMap<String, HashMap<String, i64>>);
+
+impl Guards {
+    fn record(&mut self, event: &RecordedEvent) {
+        if !self.0.contains_key(event.aggregate_type.as_str()) {
+            self.0.insert(event.aggregate_type.clone(), HashMap::new());
+        }
+        let Some(streams) = self.0.get_mut(event.aggregate_type.as_str()) else {
+            return;
         };
-        while let Some(page) = next_page.recv().await {
-            for event in page? {
-                self.rebuild.apply(&event)?;
-                self.guards
-                    .insert(guard_key(&event.stream()), event.sequence);
-                self.position = event.position;
-                self.events += 1;
+        match streams.get_mut(event.aggregate_id.as_str()) {
+            Some(sequence) => *sequence = event.sequence,
+            None => {
+                streams.insert(event.aggregate_id.clone(), event.sequence);
             }
         }
-        reader.await?;
-        Ok(())
+    }
+
+    /// `projection_streams` rows: `[projection, stream key, last sequence]`.
+    fn rows(&self, projection: &'static str) -> Vec<Vec<Value>> {
+        self.0
+            .iter()
+            .flat_map(|(aggregate_type, streams)| {
+                streams.iter().map(move |(aggregate_id, sequence)| {
+                    let stream = StreamId::new(aggregate_type.as_str(), aggregate_id.as_str());
+                    vec![
+                        Value::from(projection),
+                        Value::from(guard_key(&stream)),
+                        Value::from(*sequence),
+                    ]
+                })
+            })
+            .collect()
+    }
+}
+
+/// The steps of one replay, timed as they end.
+struct Steps {
+    started: Instant,
+    last: Instant,
+    list: Vec<ReplayStep>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            last: now,
+            list: Vec::new(),
+        }
+    }
+
+    /// A sequential step ended now.
+    fn done(&mut self, name: &str) {
+        let now = Instant::now();
+        self.list.push(ReplayStep {
+            name: name.to_owned(),
+            elapsed: now - self.last,
+            concurrent: false,
+        });
+        self.last = now;
+    }
+
+    /// A step that ran beside others since the last sequential one.
+    fn beside(&mut self, name: String, elapsed: Duration) {
+        self.list.push(ReplayStep {
+            name,
+            elapsed,
+            concurrent: true,
+        });
+    }
+
+    fn report(
+        &mut self,
+        projection: &'static str,
+        events: usize,
+        method: ReplayMethod,
+    ) -> ReplayReport {
+        ReplayReport {
+            projection,
+            events,
+            elapsed: self.started.elapsed(),
+            method,
+            steps: std::mem::take(&mut self.list),
+        }
     }
 }
 
@@ -160,15 +283,15 @@ pub async fn compare_read_models(store: &EventStore) -> Result<Vec<Difference>> 
     sqlx::query("COMMIT").execute(&mut *conn).await?;
     let live = live?;
     let mut replayed = ReadModel::default();
-    let mut after = 0;
-    while after < position {
-        let page = store
-            .read_all(after, REPLAY_PAGE.min((position - after) as u32))
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        for event in &page {
-            replayed.apply(event, &fact(event)?);
+    if position > 0 {
+        let mut batches = store.stream_all(0);
+        'log: while let Some(batch) = batches.next().await {
+            for event in batch? {
+                if event.position > position {
+                    break 'log;
+                }
+                replayed.apply(&event, &fact(&event)?);
+            }
         }
     }
     Ok(live.differences(&replayed))

@@ -5,11 +5,12 @@
 //!   processes, in the embedded profile (projectors inside `serve`) and the aws profile
 //!   (`serve` + `relay` + `project` on MariaDB and moto).
 //! - `replay`: `projectors::replay` over 1,000,000 real events on MariaDB, beside a plain sqlx
-//!   stream of the same rows, with a breakdown of where the replay's time goes.
+//!   stream of the same rows, with the replay's steps and both sides' CPU time.
 //!
 //! Each prints a Markdown table for the README; `--json` keeps the figures.
 
 mod children;
+mod cpu;
 mod fill;
 mod lag;
 mod replay;

@@ -120,6 +120,9 @@ impl Statement {
         let words: Vec<&str> = text.split_whitespace().collect();
         let verb = match words.as_slice() {
             ["INSERT", "IGNORE", ..] | ["INSERT", "OR", "IGNORE", ..] => "INSERT IGNORE",
+            [ddl @ ("ALTER" | "CREATE" | "DROP" | "RENAME" | "SHOW"), "TABLE", ..] => {
+                return format!("{ddl} TABLE {}", ddl_table(&words));
+            }
             [first, ..] => first,
             [] => "?",
         };
@@ -137,4 +140,14 @@ impl Statement {
         }
         kind
     }
+}
+
+/// The first table a DDL statement names (after `TABLE` and any `IF [NOT] EXISTS`).
+fn ddl_table(words: &[&str]) -> String {
+    words
+        .iter()
+        .skip(2)
+        .find(|word| !matches!(**word, "IF" | "NOT" | "EXISTS"))
+        .map(|word| word.trim_end_matches([',', ';']).to_owned())
+        .unwrap_or_default()
 }
