@@ -176,8 +176,9 @@ pub struct RawConfig {
         global = true
     )]
     pub live_poll_ms: u64,
-    /// Tests only: makes the process abort at a named point (`projector-after-apply`, or
-    /// `projector-after-apply:PROJECTION`) to prove what survives a crash there.
+    /// Tests only: makes the process abort at a named point (`projector-after-apply`,
+    /// `projector-after-apply:PROJECTION` or `replay-before-swap`) to prove what survives a
+    /// crash there.
     #[arg(long, env = "MARQUEE_FAILPOINT", global = true, hide = true)]
     pub failpoint: Option<String>,
 }
@@ -280,7 +281,7 @@ pub enum ConfigError {
     BadPoolSize(u32),
     #[error("MARQUEE_DB_ACQUIRE_TIMEOUT_MS must be between 100 and 60000, not {0}")]
     BadAcquireTimeout(u64),
-    #[error("MARQUEE_FAILPOINT {0:?} is not a failpoint: use projector-after-apply[:PROJECTION]")]
+    #[error("MARQUEE_FAILPOINT {0:?} is not a failpoint: use projector-after-apply[:PROJECTION] or replay-before-swap")]
     BadFailpoint(String),
     #[error("MARQUEE_DATA_DIR {path:?} cannot be used: {reason}")]
     BadDataDir { path: PathBuf, reason: String },

@@ -141,7 +141,12 @@ impl Projector {
         let db = self.store.database();
         let turn = db.write_turn().await;
         let mut tx = db.begin_write().await?;
-        lock_status(&mut tx, db.backend(), self.name()).await?;
+        if let Some(since) = lock_status(&mut tx, db.backend(), self.name()).await? {
+            return Err(ProjectorError::ReplaySwapping {
+                projection: self.name(),
+                since,
+            });
+        }
         let mut streams: BTreeMap<String, Vec<RecordedEvent>> = BTreeMap::new();
         for event in delivered {
             streams
@@ -234,6 +239,10 @@ impl Projector {
         Ok(outcome)
     }
 
+    pub(crate) fn failpoint(&self) -> Option<Failpoint> {
+        self.failpoint
+    }
+
     /// The failpoint `projector-after-apply`: the transaction is in, nothing after it happened.
     /// Other projectors of the process are stopped wherever they are, except inside a remote
     /// call of their outbox, which it lets finish first (see `outbox`).
@@ -324,36 +333,42 @@ impl Projector {
 
 /// Takes the projection's status row (creating it at position 0) for the transaction: applies to
 /// one projection and its replay's reset then happen one after the other, never interleaved.
-pub(crate) async fn lock_status(tx: &mut Tx, backend: Backend, name: &str) -> Result<()> {
+/// Takes the projection's status row for the transaction (created if missing) and returns when
+/// a replay began swapping its tables in (`swapping_since`), if it has not finished.
+pub(crate) async fn lock_status(
+    tx: &mut Tx,
+    backend: Backend,
+    name: &str,
+) -> Result<Option<String>> {
     // Lock first and create only when missing: INSERT IGNORE on an existing row takes a shared
     // lock, and two transactions upgrading theirs to exclusive deadlock on MySQL.
     let lock = match backend {
-        Backend::MySql => "SELECT position FROM projection_status WHERE name = ? FOR UPDATE",
-        Backend::Sqlite => "SELECT position FROM projection_status WHERE name = ?",
+        Backend::MySql => "SELECT swapping_since FROM projection_status WHERE name = ? FOR UPDATE",
+        Backend::Sqlite => "SELECT swapping_since FROM projection_status WHERE name = ?",
     };
-    let exists = sqlx::query(lock)
+    if let Some(row) = sqlx::query(lock)
         .bind(name)
         .fetch_optional(&mut **tx)
         .await?
-        .is_some();
-    if !exists {
-        insert_rows(
-            tx,
-            backend,
-            "projection_status",
-            &["name", "position", "updated_at"],
-            &["name"],
-            OnConflict::Ignore,
-            &[vec![
-                Value::from(name),
-                Value::Int(0),
-                Value::from(format_timestamp(Utc::now())),
-            ]],
-        )
-        .await?;
-        sqlx::query(lock).bind(name).fetch_one(&mut **tx).await?;
+    {
+        return Ok(text_column(&row, 0)?);
     }
-    Ok(())
+    insert_rows(
+        tx,
+        backend,
+        "projection_status",
+        &["name", "position", "updated_at"],
+        &["name"],
+        OnConflict::Ignore,
+        &[vec![
+            Value::from(name),
+            Value::Int(0),
+            Value::from(format_timestamp(Utc::now())),
+        ]],
+    )
+    .await?;
+    let row = sqlx::query(lock).bind(name).fetch_one(&mut **tx).await?;
+    Ok(text_column(&row, 0)?)
 }
 
 /// Writes `projection_streams` rows, each `[projection, stream key, last sequence]`.

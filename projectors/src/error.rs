@@ -29,12 +29,22 @@ pub enum ProjectorError {
     },
     #[error("unknown projection {0:?} (read-models, metrics, notifications)")]
     UnknownProjection(String),
-    #[error("unknown failpoint {0:?} (projector-after-apply)")]
+    #[error("unknown failpoint {0:?} (projector-after-apply, replay-before-swap)")]
     UnknownFailpoint(String),
     #[error("the replay's reader stopped: {0}")]
     ReplayReader(#[from] tokio::task::JoinError),
     #[error("the {0} projection sends messages and cannot be replayed")]
     NotReplayable(&'static str),
+    /// A replay committed the projection's new guards and has not swapped its new tables in yet:
+    /// applying now would apply again what the replay folded. Retried like any failure.
+    #[error(
+        "a replay of {projection} has been swapping its tables in since {since}; if no replay \
+         is running it was interrupted: run `marquee replay --projection {projection}`"
+    )]
+    ReplaySwapping {
+        projection: &'static str,
+        since: String,
+    },
 }
 
 pub type Result<T, E = ProjectorError> = std::result::Result<T, E>;

@@ -108,12 +108,15 @@ pub enum Failpoint {
     /// outbox and before the bus message is acknowledged (SQS delete): in every projection, or
     /// only in the one named.
     ProjectorAfterApply { projection: Option<&'static str> },
+    /// In a replay of the read models on MySQL, right after the new guards and position
+    /// committed, before the new tables are swapped in (see `replay::swap`).
+    ReplayBeforeSwap,
 }
 
 impl std::str::FromStr for Failpoint {
     type Err = ProjectorError;
 
-    /// `projector-after-apply` or `projector-after-apply:PROJECTION`.
+    /// `projector-after-apply`, `projector-after-apply:PROJECTION` or `replay-before-swap`.
     fn from_str(text: &str) -> Result<Self> {
         let (point, projection) = match text.split_once(':') {
             Some((point, name)) => (point, Some(name)),
@@ -130,6 +133,7 @@ impl std::str::FromStr for Failpoint {
         };
         match point {
             "projector-after-apply" => Ok(Failpoint::ProjectorAfterApply { projection }),
+            "replay-before-swap" if projection.is_none() => Ok(Failpoint::ReplayBeforeSwap),
             other => Err(ProjectorError::UnknownFailpoint(other.to_owned())),
         }
     }

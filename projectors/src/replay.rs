@@ -83,6 +83,8 @@ async fn in_one_transaction(
     let db = store.database();
     let turn = db.write_turn().await;
     let mut tx = db.begin_write().await?;
+    // A swap left unfinished (`swapping_since`) is repaired here: tables, guards and position
+    // are all replaced in this transaction, which clears the mark.
     lock_status(&mut tx, db.backend(), name).await?;
     let fold = fold.read_to_head(store).await?;
     steps.done("take the status row, fold what arrived");
@@ -93,7 +95,15 @@ async fn in_one_transaction(
     }
     fold.rebuild.write(&mut tx, db.backend()).await?;
     steps.done("empty the tables, write the rows");
-    write_position(&mut tx, db.backend(), name, &fold.guards, fold.position).await?;
+    write_position(
+        &mut tx,
+        db.backend(),
+        name,
+        &fold.guards,
+        fold.position,
+        None,
+    )
+    .await?;
     steps.done("write the guards and position");
     tx.commit().await?;
     drop(turn);
@@ -139,14 +149,16 @@ impl<R: Rebuild + ?Sized + 'static> Fold<R> {
     }
 }
 
-/// Replaces the projection's stream guards and moves its position (the fold's, taken apart: a
-/// `Fold` of a `dyn Rebuild` is not `Sync`, so no borrow of it may live across an await).
+/// Replaces the projection's stream guards, moves its position and sets or clears its
+/// `swapping_since` mark (the fold's, taken apart: a `Fold` of a `dyn Rebuild` is not `Sync`, so
+/// no borrow of it may live across an await).
 async fn write_position(
     tx: &mut Tx,
     backend: Backend,
     name: &'static str,
     guards: &Guards,
     position: i64,
+    swapping_since: Option<&str>,
 ) -> Result<()> {
     sqlx::query("DELETE FROM projection_streams WHERE projection = ?")
         .bind(name)
@@ -154,9 +166,11 @@ async fn write_position(
         .await?;
     write_guards(tx, backend, OnConflict::Fail, &guards.rows(name)).await?;
     sqlx::query(
-        "UPDATE projection_status SET position = ?, last_error = NULL, updated_at = ? WHERE name = ?",
+        "UPDATE projection_status SET position = ?, last_error = NULL, swapping_since = ?, \
+         updated_at = ? WHERE name = ?",
     )
     .bind(position)
+    .bind(swapping_since)
     .bind(format_timestamp(Utc::now()))
     .bind(name)
     .execute(&mut **tx)

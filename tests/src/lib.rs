@@ -847,6 +847,15 @@ pub mod fixtures {
         }
     }
 
+    /// A passkey as the WebAuthn library would have verified it (the projections only count it).
+    pub fn register_passkey(credential_id: &str) -> domain::UserCommand {
+        domain::UserCommand::RegisterPasskey {
+            credential_id: credential_id.into(),
+            passkey: serde_json::json!({ "cred": { "cred_id": credential_id } }),
+            at: Utc::now(),
+        }
+    }
+
     pub fn movie_stream(id: MovieId) -> StreamId {
         StreamId::new("Movie", id.to_string())
     }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use event_store::{EventStore, RecordedEvent};
 use marquee_tests::fixtures::{
-    append, movie_added, movie_retitled, movie_stream, new_movie_id, register, sign_in,
-    user_command,
+    append, movie_added, movie_retitled, movie_stream, new_movie_id, register, register_passkey,
+    sign_in, user_command,
 };
-use marquee_tests::{on_both_backends, TestDatabase};
+use marquee_tests::{marquee_binary, on_both_backends, Backend, TestDatabase};
 use projectors::{
     compare_read_models, projector, replay, Adapters, AlertRules, PipelineSettings, Projector,
-    ProjectorError, Source, METRICS, NOTIFICATIONS, READ_MODELS,
+    ProjectorError, ReplayMethod, Source, METRICS, NOTIFICATIONS, READ_MODELS,
 };
 use sqlx::Row;
 
@@ -25,6 +25,7 @@ on_both_backends!(
     a_burst_of_failed_sign_ins_raises_one_alert,
     compare_finds_drift_and_replay_repairs_it,
     a_replay_beside_a_live_projector_applies_each_event_once,
+    a_read_models_replay_beside_a_live_projector_applies_each_event_once,
 );
 
 fn local(store: &EventStore, name: &str) -> Projector {
@@ -257,4 +258,104 @@ async fn a_replay_beside_a_live_projector_applies_each_event_once(db: TestDataba
         .await
         .unwrap();
     assert_eq!(row.try_get::<f64, _>(0).unwrap(), 30.0);
+}
+
+/// Applies the store's events until none are left; a live apply refused during a replay's swap
+/// is tried again, as the tail and the bus do.
+async fn drain(live: &Projector) {
+    loop {
+        match live.catch_up(7).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(ProjectorError::ReplaySwapping { .. }) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(error) => panic!("the live apply failed: {error}"),
+        }
+    }
+}
+
+/// A user with passkeys: their count in rm_users is a counter, so an event applied twice shows.
+async fn user_with_passkeys(store: &EventStore, name: &str, passkeys: usize) {
+    user_command(store, name, register(name)).await;
+    for key in 0..passkeys {
+        user_command(store, name, register_passkey(&format!("{name}-key-{key}"))).await;
+    }
+}
+
+async fn passkeys_counted(store: &EventStore) -> i64 {
+    sqlx::query("SELECT passkeys FROM rm_users")
+        .fetch_all(store.database().pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0).unwrap())
+        .sum()
+}
+
+async fn a_read_models_replay_beside_a_live_projector_applies_each_event_once(db: TestDatabase) {
+    let store = db.store().await;
+    for n in 0..40 {
+        catalogue(&store).await;
+        user_with_passkeys(&store, &format!("early{n}"), 2).await;
+    }
+    let live = local(&store, READ_MODELS);
+    let rebuild = Arc::new(local(&store, READ_MODELS));
+    let replaying = {
+        let rebuild = Arc::clone(&rebuild);
+        tokio::spawn(async move { replay(&rebuild).await.unwrap() })
+    };
+    for n in 0..10 {
+        catalogue(&store).await;
+        user_with_passkeys(&store, &format!("late{n}"), 3).await;
+        drain(&live).await;
+    }
+    replaying.await.unwrap();
+    drain(&live).await;
+    assert_eq!(passkeys_counted(&store).await, 40 * 2 + 10 * 3);
+    assert!(compare_read_models(&store).await.unwrap().is_empty());
+}
+
+/// The swap on MySQL commits the new guards before it renames the new tables in: a replay that
+/// dies between the two leaves live applies refusing, not applying twice, until it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_swap_holds_live_applies_until_the_next_replay() {
+    let db = TestDatabase::new(Backend::MySql).await;
+    let store = db.store().await;
+    catalogue(&store).await;
+    user_with_passkeys(&store, "pat", 2).await;
+    let live = local(&store, READ_MODELS);
+    drain(&live).await;
+
+    let crashed = std::process::Command::new(marquee_binary())
+        .args(["replay", "--projection", READ_MODELS])
+        .envs(db.env())
+        .env("MARQUEE_FAILPOINT", "replay-before-swap")
+        .output()
+        .unwrap();
+    assert_eq!(
+        crashed.status.code(),
+        None,
+        "the replay aborts at the failpoint: {}",
+        String::from_utf8_lossy(&crashed.stderr)
+    );
+
+    user_command(&store, "pat", register_passkey("pat-key-late")).await;
+    let refused = live.catch_up(7).await;
+    assert!(
+        matches!(refused, Err(ProjectorError::ReplaySwapping { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(passkeys_counted(&store).await, 2, "nothing applied twice");
+
+    let report = replay(&local(&store, READ_MODELS)).await.unwrap();
+    assert_eq!(report.method, ReplayMethod::Swap);
+    drain(&live).await;
+    assert_eq!(passkeys_counted(&store).await, 3);
+    assert!(compare_read_models(&store).await.unwrap().is_empty());
+    let left_over = sqlx::query("SHOW TABLES LIKE 'rm\\_%\\_\\_%'")
+        .fetch_all(store.database().pool())
+        .await
+        .unwrap();
+    assert!(left_over.is_empty(), "no copies left behind");
 }

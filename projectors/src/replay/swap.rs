@@ -14,23 +14,25 @@
 //! 2. A transaction on the pool (A) takes the projection's status row, as every live apply does
 //!    with its first statement; what arrived meanwhile is folded. From here a live apply waits
 //!    on that row, before it has touched any read-model table.
-//! 3. Beside each other: A replaces the projection's stream guards and moves its position (rows
-//!    of `projection_streams` and `projection_status`, invisible until A commits); each copy is
-//!    loaded and indexed (nobody reads the copies).
-//! 4. One `RENAME TABLE` swaps every live table for its copy (MySQL renames several tables in
+//! 3. Beside each other: A replaces the projection's stream guards, moves its position and marks
+//!    the row `swapping_since` (invisible until A commits); each copy is loaded and indexed
+//!    (nobody reads the copies).
+//! 4. A commits. Guards and position are now those of the copies, still beside the live tables;
+//!    a live apply that waited, or comes later, finds the mark and refuses
+//!    (`ProjectorError::ReplaySwapping`, retried like any failure) without applying anything.
+//! 5. One `RENAME TABLE` swaps every live table for its copy (MySQL renames several tables in
 //!    one atomic step). It waits for the statements using the live tables to finish, and readers
 //!    arriving meanwhile wait for it: each statement sees all the old tables or all the new.
-//! 5. A commits: guards and position now match the new tables. A live apply that waited on the
-//!    status row opens the read-model tables only now, so it finds the new ones, and its guards
-//!    drop every event the replay folded: each event is applied once.
-//! 6. The old tables (`<table>__replaced`) are dropped.
+//! 6. The mark is cleared: live applies go on, over the new tables, and their guards drop every
+//!    event the replay folded, so each event is applied once. The old tables
+//!    (`<table>__replaced`) are dropped.
 //!
 //! If anything fails before step 4, A rolls back and the copies are dropped: nothing changed.
-//! DDL commits by itself, so 4 and 5 are two commits, not one: if the process or its connection
-//! dies between them (the time of A's commit), the new tables are in with the old guards and
-//! position, and a live apply may apply again events the replay had folded (harmless where it
-//! sets a value, wrong where it counts, as passkeys do; `replay --compare` shows it). Running
-//! the replay again repairs it. The transactional path has no such window.
+//! DDL commits by itself, so 4 and 5 are two commits, not one. If the process dies between
+//! them, or the swap fails, the mark stays: live applies keep refusing (the projection's status
+//! shows why) instead of applying again what the guards say is in, until a replay, which takes
+//! the status row whatever its mark, replaces tables, guards and position again. The
+//! transactional path needs no mark.
 //!
 //! It needs CREATE, ALTER and DROP on the database; the app user of `deploy/app-user.sql` has
 //! no DDL, and then (or when the tables' columns are not the ones written here) the replay
@@ -38,6 +40,8 @@
 
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use event_store::format_timestamp;
 use sqlx::error::BoxDynError;
 use sqlx::mysql::{MySqlArguments, MySqlConnection, MySqlDatabaseError, MySqlRow};
 use sqlx::{Arguments, Connection, Executor, Row};
@@ -46,6 +50,7 @@ use tracing::{error, info, warn};
 use super::{write_position, Fold, ReplayMethod, ReplayReport, Steps};
 use crate::engine::{lock_status, Projector, Rebuild};
 use crate::error::{ProjectorError, Result};
+use crate::pipeline::Failpoint;
 use crate::read_models::{LoginRow, MovieRow, ReadModel, UserRow};
 
 /// Suffix of the tables being loaded.
@@ -181,7 +186,16 @@ async fn swap(
     let movies: Vec<&MovieRow> = model.movies.values().collect();
     let guards = async {
         let started = Instant::now();
-        write_position(&mut tx, db.backend(), name, &fold.guards, fold.position).await?;
+        let since = format_timestamp(Utc::now());
+        write_position(
+            &mut tx,
+            db.backend(),
+            name,
+            &fold.guards,
+            fold.position,
+            Some(&since),
+        )
+        .await?;
         Ok::<_, ProjectorError>(vec![(
             "write the guards and position".to_owned(),
             started.elapsed(),
@@ -234,18 +248,27 @@ async fn swap(
     let _ = people_conn.close().await;
 
     // 4. to 6.
-    rename(ddl, &copies.tables).await?;
-    steps.done("swap the tables in (RENAME TABLE)");
-    if let Err(failed) = tx.commit().await {
+    tx.commit().await?;
+    steps.done("commit the guards, position and mark");
+    if projector.failpoint() == Some(Failpoint::ReplayBeforeSwap) {
+        error!(
+            projection = name,
+            "failpoint replay-before-swap: aborting after the commit"
+        );
+        std::process::abort();
+    }
+    if let Err(failed) = rename(ddl, &copies.tables).await {
         error!(
             projection = name,
             %failed,
-            "replay: the new read models are in, but their guards and position did not commit; \
-             run the replay again (a live apply may repeat events the replay had folded)"
+            "replay: the new guards are in but the new tables are not; live applies wait \
+             until the replay is run again"
         );
-        return Err(failed.into());
+        return Err(failed);
     }
-    steps.done("commit the guards and position");
+    steps.done("swap the tables in (RENAME TABLE)");
+    clear_mark(projector).await?;
+    steps.done("clear the mark");
     drop_tables(ddl, &copies.tables, REPLACED).await;
     steps.done("drop the old tables");
     info!(
@@ -254,6 +277,15 @@ async fn swap(
         "read models swapped in"
     );
     Ok(steps.report(name, fold.events, ReplayMethod::Swap))
+}
+
+/// Step 6: live applies may go on.
+async fn clear_mark(projector: &Projector) -> Result<()> {
+    sqlx::query("UPDATE projection_status SET swapping_since = NULL WHERE name = ?")
+        .bind(projector.name())
+        .execute(projector.store().database().pool())
+        .await?;
+    Ok(())
 }
 
 async fn connect(projector: &Projector) -> Result<MySqlConnection> {
