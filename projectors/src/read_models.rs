@@ -358,8 +358,8 @@ impl ReadModel {
             tx,
             backend,
             "rm_movie_genres",
-            &["movie_id", "genre"],
-            &["movie_id", "genre"],
+            &GENRE_FIELDS,
+            &GENRE_FIELDS,
             OnConflict::Ignore,
             &genres,
         )
@@ -444,7 +444,8 @@ fn reason_name(reason: LoginFailureReason) -> String {
         .unwrap_or_default()
 }
 
-const MOVIE_FIELDS: [&str; 14] = [
+/// Each table's columns in the order its rows are written (also by `replay::swap`).
+pub(crate) const MOVIE_FIELDS: [&str; 14] = [
     "id",
     "title",
     "year",
@@ -463,7 +464,7 @@ const MOVIE_FIELDS: [&str; 14] = [
 const MOVIE_COLUMNS: &str =
     "id, title, year, director, genres, description, poster_key, thumbnail_key, \
      added_by, added_at, updated_at, version, removed, position";
-const USER_FIELDS: [&str; 9] = [
+pub(crate) const USER_FIELDS: [&str; 9] = [
     "id",
     "username",
     "email",
@@ -476,7 +477,7 @@ const USER_FIELDS: [&str; 9] = [
 ];
 const USER_COLUMNS: &str =
     "id, username, email, roles, passkeys, locked_until, registered_at, version, position";
-const LOGIN_FIELDS: [&str; 8] = [
+pub(crate) const LOGIN_FIELDS: [&str; 8] = [
     "position",
     "user_id",
     "username",
@@ -487,6 +488,7 @@ const LOGIN_FIELDS: [&str; 8] = [
     "ip",
 ];
 const LOGIN_COLUMNS: &str = "position, user_id, username, at, method, succeeded, reason, ip";
+pub(crate) const GENRE_FIELDS: [&str; 2] = ["movie_id", "genre"];
 
 fn text(row: &AnyRow, index: usize) -> Result<String> {
     Ok(text_column(row, index)?.unwrap_or_default())

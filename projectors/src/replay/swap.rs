@@ -51,7 +51,9 @@ use super::{write_position, Fold, ReplayMethod, ReplayReport, Steps};
 use crate::engine::{lock_status, Projector, Rebuild};
 use crate::error::{ProjectorError, Result};
 use crate::pipeline::Failpoint;
-use crate::read_models::{LoginRow, MovieRow, ReadModel, UserRow};
+use crate::read_models::{
+    LoginRow, MovieRow, ReadModel, UserRow, GENRE_FIELDS, LOGIN_FIELDS, MOVIE_FIELDS, USER_FIELDS,
+};
 
 /// Suffix of the tables being loaded.
 const LOADING: &str = "__replay";
@@ -70,57 +72,20 @@ const VALUES_PER_STATEMENT: usize = 14_000;
 /// MySQL's error numbers for a missing privilege.
 const ACCESS_DENIED: [u32; 4] = [1044, 1142, 1143, 1227];
 
-/// The columns this module writes, per table of `ReadModel::tables`; the fast path declines
-/// when a live table has others, so a new column can never be left out silently.
 const MOVIES: &str = "rm_movies";
-const MOVIE_COLUMNS: [&str; 14] = [
-    "id",
-    "title",
-    "year",
-    "director",
-    "genres",
-    "description",
-    "poster_key",
-    "thumbnail_key",
-    "added_by",
-    "added_at",
-    "updated_at",
-    "version",
-    "removed",
-    "position",
-];
 const GENRES: &str = "rm_movie_genres";
-const GENRE_COLUMNS: [&str; 2] = ["movie_id", "genre"];
 const USERS: &str = "rm_users";
-const USER_COLUMNS: [&str; 9] = [
-    "id",
-    "username",
-    "email",
-    "roles",
-    "passkeys",
-    "locked_until",
-    "registered_at",
-    "version",
-    "position",
-];
 const LOGINS: &str = "rm_logins";
-const LOGIN_COLUMNS: [&str; 8] = [
-    "position",
-    "user_id",
-    "username",
-    "at",
-    "method",
-    "succeeded",
-    "reason",
-    "ip",
-];
 
+/// The columns this module writes (the live path's, in its order), per table of
+/// `ReadModel::tables`; the fast path declines when a live table has others, so a new column
+/// can never be left out silently.
 fn columns_of(table: &str) -> Option<&'static [&'static str]> {
     match table {
-        MOVIES => Some(&MOVIE_COLUMNS),
-        GENRES => Some(&GENRE_COLUMNS),
-        USERS => Some(&USER_COLUMNS),
-        LOGINS => Some(&LOGIN_COLUMNS),
+        MOVIES => Some(&MOVIE_FIELDS),
+        GENRES => Some(&GENRE_FIELDS),
+        USERS => Some(&USER_FIELDS),
+        LOGINS => Some(&LOGIN_FIELDS),
         _ => None,
     }
 }
@@ -201,30 +166,8 @@ async fn swap(
             started.elapsed(),
         )])
     };
-    let load_movies = async {
-        let mut times = Vec::new();
-        let started = Instant::now();
-        let mut load = ddl.begin().await?;
-        insert_movie_rows(&mut load, MOVIES, &movies).await?;
-        load.commit().await?;
-        times.push((format!("load {MOVIES}"), started.elapsed()));
-        let started = Instant::now();
-        copies.index(ddl, MOVIES).await?;
-        times.push((format!("index {MOVIES}"), started.elapsed()));
-        Ok::<_, ProjectorError>(times)
-    };
-    let load_genres = async {
-        let mut times = Vec::new();
-        let started = Instant::now();
-        let mut load = genres_conn.begin().await?;
-        insert_movie_rows(&mut load, GENRES, &movies).await?;
-        load.commit().await?;
-        times.push((format!("load {GENRES}"), started.elapsed()));
-        let started = Instant::now();
-        copies.index(&mut genres_conn, GENRES).await?;
-        times.push((format!("index {GENRES}"), started.elapsed()));
-        Ok::<_, ProjectorError>(times)
-    };
+    let load_movies = load_and_index(ddl, copies, MOVIES, &movies);
+    let load_genres = load_and_index(&mut genres_conn, copies, GENRES, &movies);
     let load_people = async {
         let started = Instant::now();
         load_people(&mut people_conn, model).await?;
@@ -277,6 +220,27 @@ async fn swap(
         "read models swapped in"
     );
     Ok(steps.report(name, fold.events, ReplayMethod::Swap))
+}
+
+/// Loads `table`'s copy (rm_movies or rm_movie_genres, both written from the movie rows) in one
+/// transaction, then adds its indexes; returns both steps' times.
+async fn load_and_index(
+    conn: &mut MySqlConnection,
+    copies: &Copies,
+    table: &'static str,
+    movies: &[&MovieRow],
+) -> Result<Vec<(String, Duration)>> {
+    let started = Instant::now();
+    let mut load = conn.begin().await?;
+    insert_movie_rows(&mut load, table, movies).await?;
+    load.commit().await?;
+    let loaded = started.elapsed();
+    let started = Instant::now();
+    copies.index(conn, table).await?;
+    Ok(vec![
+        (format!("load {table}"), loaded),
+        (format!("index {table}"), started.elapsed()),
+    ])
 }
 
 /// Step 6: live applies may go on.
@@ -555,7 +519,7 @@ async fn insert_movie_rows(
         return insert_all(
             conn,
             GENRES,
-            &GENRE_COLUMNS,
+            &GENRE_FIELDS,
             true,
             &rows,
             |a, (movie, genre)| {
@@ -565,7 +529,7 @@ async fn insert_movie_rows(
         )
         .await;
     }
-    insert_all(conn, MOVIES, &MOVIE_COLUMNS, false, movies, |a, m| {
+    insert_all(conn, MOVIES, &MOVIE_FIELDS, false, movies, |a, m| {
         a.add(m.id.as_str())?;
         a.add(m.title.as_str())?;
         a.add(m.year)?;
@@ -588,7 +552,7 @@ async fn insert_movie_rows(
 async fn load_people(conn: &mut MySqlConnection, model: &ReadModel) -> Result<()> {
     let users: Vec<&UserRow> = model.users.values().collect();
     let mut tx = conn.begin().await?;
-    insert_all(&mut tx, USERS, &USER_COLUMNS, false, &users, |a, u| {
+    insert_all(&mut tx, USERS, &USER_FIELDS, false, &users, |a, u| {
         a.add(u.id.as_str())?;
         a.add(u.username.as_str())?;
         a.add(u.email.as_str())?;
@@ -601,7 +565,7 @@ async fn load_people(conn: &mut MySqlConnection, model: &ReadModel) -> Result<()
     })
     .await?;
     let logins: Vec<&LoginRow> = model.logins.values().collect();
-    insert_all(&mut tx, LOGINS, &LOGIN_COLUMNS, false, &logins, |a, l| {
+    insert_all(&mut tx, LOGINS, &LOGIN_FIELDS, false, &logins, |a, l| {
         a.add(l.position)?;
         a.add(l.user_id.as_str())?;
         a.add(l.username.as_str())?;
