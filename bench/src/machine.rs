@@ -33,6 +33,17 @@ pub struct SqliteSettings {
     pub synchronous: String,
 }
 
+/// The 1, 5 and 15 minute load averages of the machine, as `/proc/loadavg` gives them.
+pub fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 impl Machine {
     pub async fn probe(mysql_server: Option<&str>, sqlite_dir: Option<&Path>) -> Result<Self> {
         let mariadb = match mysql_server {

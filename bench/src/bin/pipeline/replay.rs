@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use event_store::{EventStore, PoolSettings};
 use futures::TryStreamExt;
-use marquee_bench::machine::Machine;
+use marquee_bench::machine::{load_average, Machine};
 use projectors::{Adapters, PipelineSettings, ReplayReport, METRICS, READ_MODELS};
 use serde::Serialize;
 use sqlx::{Connection, MySqlConnection};
@@ -187,7 +187,7 @@ pub async fn run(args: Args) -> Result<Report> {
         EventStore::open(&url, PoolSettings::default(), projectors::domain_upcaster()).await?;
     let mut rounds = Vec::new();
     for round in 1..=args.rounds.max(1) {
-        let load_average = load_average();
+        let load_average = load_average().unwrap_or_else(|| "?".into());
         let mut raw: Option<Measured> = None;
         for run in 1..=args.raw_runs.max(1) {
             let measured = raw_stream(&url, args.events, &cpu).await?;
@@ -288,17 +288,6 @@ pub async fn run(args: Args) -> Result<Report> {
         breakdown,
         what_ifs,
     })
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// Streams every row in position order over one native connection, counting them.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
+use marquee_bench::machine::load_average;
 use marquee_bench::server::Server;
 use serde::Serialize;
 use sqlx::Row;
@@ -85,7 +86,7 @@ async fn main() -> Result<()> {
     ];
     let server = Server::start(&args.marquee, &env).await?;
     let lag = Lag::open(&data_dir.path().join("marquee.db")).await?;
-    let load_average_start = load_average();
+    let load_average_start = load_average().unwrap_or_default();
     eprintln!(
         "soak: {} s, {} requests/s over {} clients, {} subscribers; load average {load_average_start}",
         args.seconds, args.rate, args.clients, args.subscribers
@@ -188,7 +189,7 @@ async fn main() -> Result<()> {
         rate: args.rate,
         clients: args.clients,
         load_average_start,
-        load_average_end: load_average(),
+        load_average_end: load_average().unwrap_or_default(),
         requests,
         requests_per_second: requests as f64 / elapsed.as_secs_f64(),
         errors,
@@ -253,18 +254,6 @@ impl Report {
         out.push('\n');
         out
     }
-}
-
-/// The 1, 5 and 15 minute load averages of the machine.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default()
 }
 
 /// The projection lag: the store's head minus the slowest projection's position, read over a
