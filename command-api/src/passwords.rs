@@ -25,13 +25,8 @@ impl Argon2Passwords {
         let params = Params::default();
         let mut salt_bytes = [0u8; 64];
         let salt_bytes = salt.decode_b64(&mut salt_bytes)?;
-        let hash = Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
-            working_memory().with(params.block_count(), |memory| {
-                Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-                    .hash_password_into_with_memory(password.as_bytes(), salt_bytes, out, memory)
-            })?;
-            Ok(())
-        })?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let hash = output(&argon2, password, salt_bytes, Params::DEFAULT_OUTPUT_LEN)?;
         Ok(PasswordHash {
             algorithm: argon2::ARGON2ID_IDENT,
             version: Some(Version::V0x13.into()),
@@ -56,20 +51,26 @@ fn matches(password: &str, password_hash: &str) -> Option<bool> {
     let expected = parsed.hash?;
     let mut salt_bytes = [0u8; 64];
     let salt_bytes = parsed.salt?.decode_b64(&mut salt_bytes).ok()?;
-    let computed = Output::init_with(expected.len(), |out| {
-        working_memory().with(params.block_count(), |memory| {
-            Argon2::new(algorithm, version, params.clone()).hash_password_into_with_memory(
-                password.as_bytes(),
-                salt_bytes,
-                out,
-                memory,
-            )
+    let argon2 = Argon2::new(algorithm, version, params);
+    let computed = output(&argon2, password, salt_bytes, expected.len()).ok()?;
+    // `Output`'s equality takes the same time wherever the outputs differ.
+    Some(computed == expected)
+}
+
+/// `password`'s argon2 output of `len` bytes, computed in one of the process's working memories.
+fn output(
+    argon2: &Argon2,
+    password: &str,
+    salt: &[u8],
+    len: usize,
+) -> Result<Output, argon2::password_hash::Error> {
+    let blocks = argon2.params().block_count();
+    Output::init_with(len, |out| {
+        working_memory().with(blocks, |memory| {
+            argon2.hash_password_into_with_memory(password.as_bytes(), salt, out, memory)
         })?;
         Ok(())
     })
-    .ok()?;
-    // `Output`'s equality takes the same time wherever the outputs differ.
-    Some(computed == expected)
 }
 
 impl PasswordVerifier for Argon2Passwords {
