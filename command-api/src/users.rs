@@ -76,7 +76,7 @@ pub async fn register(
         id,
         username: username.clone(),
         email,
-        password_hash: Secret::new(password_hash),
+        password_hash: password_hash.into(),
         at: Utc::now(),
     };
     let executed = execute(&state, id, command, &context, Some(username.to_string())).await?;

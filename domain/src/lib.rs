@@ -93,6 +93,6 @@ pub use user::{
     UserRegistered, UserServices, UserState, FAILURE_WINDOW, LOCKOUT, MAX_FAILED_SIGN_INS,
 };
 pub use values::{
-    Description, Director, Email, Genre, Genres, MovieId, Role, Secret, Title, UserId, Username,
-    ValidationError, Year, ERASED, REDACTED,
+    Description, Director, Email, Genre, Genres, MovieId, PasswordHash, Role, Secret, Title,
+    UserId, Username, ValidationError, Year, ERASED, REDACTED,
 };

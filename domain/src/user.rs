@@ -10,7 +10,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::values::{Email, Role, Secret, UserId, Username};
+use crate::values::{Email, PasswordHash, Role, Secret, UserId, Username};
 
 /// How many failed password sign-ins within `FAILURE_WINDOW` lock the account.
 pub const MAX_FAILED_SIGN_INS: u32 = 5;
@@ -36,8 +36,8 @@ pub enum UserCommand {
         id: UserId,
         username: Username,
         email: Email,
-        /// `Secret`, like `password` below, so that logging a command prints neither.
-        password_hash: Secret,
+        /// Like `password` below, it prints as the marker, so logging a command shows neither.
+        password_hash: PasswordHash,
         at: DateTime<Utc>,
     },
     /// `password` is plaintext: it is only verified, never stored.
@@ -123,7 +123,7 @@ pub struct UserRegistered {
     pub user_id: UserId,
     pub username: Username,
     pub email: Email,
-    pub password_hash: String,
+    pub password_hash: PasswordHash,
     pub roles: BTreeSet<Role>,
     pub at: DateTime<Utc>,
 }
@@ -269,7 +269,7 @@ pub struct UserState {
     pub id: UserId,
     pub username: Username,
     pub email: Email,
-    pub password_hash: String,
+    pub password_hash: PasswordHash,
     pub roles: BTreeSet<Role>,
     /// Keyed by credential id.
     pub passkeys: BTreeMap<String, StoredPasskey>,
@@ -334,7 +334,7 @@ impl UserState {
             }
             LockStatus::Unlocked => {}
         }
-        if passwords.verify(password, &self.password_hash) {
+        if passwords.verify(password, self.password_hash.as_str()) {
             events.push(PasswordLoginSucceeded { ip, at }.into());
             return events;
         }
@@ -502,7 +502,7 @@ impl Aggregate for User {
                     user_id: id,
                     username,
                     email,
-                    password_hash: password_hash.into_exposed(),
+                    password_hash,
                     roles: BTreeSet::from([Role::User]),
                     at,
                 }

@@ -345,6 +345,37 @@ impl From<&str> for Secret {
     }
 }
 
+/// A stored password hash (a PHC string). Unlike `Secret` it is part of `UserRegistered`, so it
+/// serializes, as the bare string (the stored form is unchanged); `Debug` prints the marker, so
+/// a logged event, state or command never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PasswordHash").field(&REDACTED).finish()
+    }
+}
+
+impl From<String> for PasswordHash {
+    fn from(text: String) -> Self {
+        Self(text)
+    }
+}
+
+impl From<&str> for PasswordHash {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
 impl Email {
     pub const MAX_CHARS: usize = 254;
 

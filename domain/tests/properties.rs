@@ -271,7 +271,7 @@ fn user_event() -> impl Strategy<Value = UserEvent> {
                     user_id: UserId::for_username(&username),
                     username,
                     email: Email::parse(&email).unwrap(),
-                    password_hash,
+                    password_hash: password_hash.into(),
                     roles,
                     at,
                 }
@@ -511,7 +511,7 @@ fn registered_user() -> User {
             user_id: UserId::for_username(&username),
             username,
             email: Email::parse("carol@example.com").unwrap(),
-            password_hash: PASSWORD.to_owned(),
+            password_hash: PASSWORD.into(),
             roles: [Role::User].into(),
             at: Utc.timestamp_opt(0, 0).unwrap(),
         }

@@ -65,7 +65,7 @@ fn registered() -> UserEvent {
         user_id: alice(),
         username: alice_name(),
         email: Email::parse("alice@example.com").unwrap(),
-        password_hash: format!("hashed:{PASSWORD}"),
+        password_hash: format!("hashed:{PASSWORD}").into(),
         roles: [Role::User].into(),
         at: at(-60),
     }
@@ -907,4 +907,20 @@ fn a_logged_command_shows_neither_the_password_nor_its_hash() {
         panic!("not a sign-in")
     };
     assert_eq!(password.expose(), PASSWORD);
+}
+
+#[test]
+fn a_logged_registration_or_user_state_does_not_show_the_hash() {
+    let event = registered();
+    let mut user = User::default();
+    user.apply(event.clone());
+    let printed = format!("{event:?} {event:#?} {user:?} {user:#?}");
+    assert!(!printed.contains("hashed:"), "{printed}");
+    assert!(printed.contains(REDACTED), "{printed}");
+    // The stored form is the bare string, as before.
+    let UserEvent::UserRegistered(registered) = event else {
+        panic!("not a registration")
+    };
+    let stored = serde_json::to_value(&registered).unwrap();
+    assert_eq!(stored["password_hash"], format!("hashed:{PASSWORD}"));
 }
