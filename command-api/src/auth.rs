@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use axum::extract::FromRequestParts;
-use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::header::{AUTHORIZATION, COOKIE, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -192,9 +192,20 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// Whether a request rides on the session cookie from a page of another site. For WebSocket
+/// handshakes, which browsers send with the cookie and their page's Origin whatever the target:
+/// a page elsewhere must not subscribe as the signed-in user (SameSite alone is not relied on).
+/// Without an Origin the caller is no browser, and a cookie it sends is its own.
+pub fn cross_site_cookie(headers: &HeaderMap, public_origin: &str) -> bool {
+    matches!(credential(headers), Some(Credential::Cookie(_)))
+        && headers
+            .get(ORIGIN)
+            .is_some_and(|sent| sent.as_bytes() != public_origin.as_bytes())
+}
+
 /// A state-changing request that carries the cookie must come from our own pages.
 fn same_origin(parts: &Parts, origin: &str) -> bool {
-    match parts.headers.get("origin").and_then(|v| v.to_str().ok()) {
+    match parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
         Some(sent) => sent == origin,
         None => parts
             .headers

@@ -27,7 +27,7 @@ use event_store::EventStore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-pub use auth::{session_token, Session, Sessions, SESSION_COOKIE};
+pub use auth::{cross_site_cookie, session_token, Session, Sessions, SESSION_COOKIE};
 pub use error::ApiError;
 pub use passwords::Argon2Passwords;
 pub use posters::{DiskPosters, ImageKind, NoRegion, PosterStorage, S3Posters};

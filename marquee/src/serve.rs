@@ -72,6 +72,7 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
         metric_source(settings, &store).await,
         dead_letters(settings).await,
         settings.query,
+        api_config.public_origin.clone(),
         stopped.clone(),
     );
     let headers =

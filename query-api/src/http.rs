@@ -159,6 +159,9 @@ async fn websocket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    if command_api::cross_site_cookie(&headers, &service.api.public_origin) {
+        return command_api::ApiError::CsrfRejected.into_response();
+    }
     let header_token = command_api::session_token(&headers);
     // Clients of the older graphql-ws protocol have no pong, so only graphql-transport-ws gets
     // pings and the quiet-socket timeout.

@@ -82,17 +82,22 @@ pub struct QueryApi {
     sessions: Sessions,
     config: QueryConfig,
     live: live::Live,
+    /// The site's origin as browsers send it: a cookie-authenticated WebSocket from any other
+    /// page is refused.
+    public_origin: String,
 }
 
 impl QueryApi {
     /// Starts the live-update tasks (until `stop` turns true). `dead_letters` is the
-    /// pipeline's probe where it has dead-letter queues.
+    /// pipeline's probe where it has dead-letter queues; `public_origin` the site's origin, as
+    /// the command API's CSRF check takes it.
     pub fn new(
         store: EventStore,
         posters: Arc<dyn PosterStorage>,
         metrics: Arc<dyn MetricSource>,
         dead_letters: Option<Arc<dyn DeadLetterProbe>>,
         config: QueryConfig,
+        public_origin: String,
         stop: watch::Receiver<bool>,
     ) -> Self {
         let catalogue = Catalogue::new(store.database().clone(), posters);
@@ -105,6 +110,7 @@ impl QueryApi {
             dead_letters,
             config,
             live,
+            public_origin,
         }
     }
 

@@ -21,14 +21,28 @@ pub struct Socket(Stream);
 impl Socket {
     /// Opens `/graphql/ws` without `connection_init`.
     pub async fn open(app: &TestApp) -> Self {
+        Self::open_with_headers(app, &[]).await.unwrap()
+    }
+
+    /// Opens `/graphql/ws` with `headers` added to the handshake (a cookie, an Origin); the
+    /// error holds the server's answer when it refuses the upgrade.
+    pub async fn open_with_headers(
+        app: &TestApp,
+        headers: &[(&'static str, String)],
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
         let url = app.url("/graphql/ws").replace("http://", "ws://");
-        let mut request = url.into_client_request().unwrap();
+        let mut request = url.into_client_request()?;
         request.headers_mut().insert(
             "sec-websocket-protocol",
             "graphql-transport-ws".parse().unwrap(),
         );
-        let (stream, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        Socket(stream)
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .insert(*name, value.parse().expect("a header value"));
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Socket(stream))
     }
 
     /// Opens `/graphql/ws` and completes `connection_init` with `init` as its payload.

@@ -21,6 +21,7 @@ on_both_backends!(
     every_role_sees_only_its_fields,
     subscriptions_follow_the_store_across_apps,
     a_quiet_subscriber_is_pinged_and_keeps_its_subscription,
+    a_cookie_websocket_from_another_site_is_refused,
 );
 
 /// Starts the app with its projectors running (in this process on the aws profile).
@@ -935,4 +936,47 @@ async fn a_quiet_subscriber_is_pinged_and_keeps_its_subscription(db: TestDatabas
         change["payload"]["data"]["movieChanged"]["movie"]["title"], "Still Listening",
         "{change}"
     );
+}
+
+/// Browsers send the session cookie with a WebSocket handshake whatever page opens it, and name
+/// that page in Origin: another site's page is refused before the upgrade, our own pages and
+/// clients that are no browser (no Origin) are served as the cookie's user.
+async fn a_cookie_websocket_from_another_site_is_refused(db: TestDatabase) {
+    let app = start(&db).await;
+    let writer = app.signed_in("writer").await;
+    let auditor = app.signed_in_with_role("looker", Role::Auditor).await;
+    let cookie = (
+        "cookie",
+        format!("{}={auditor}", command_api::SESSION_COOKIE),
+    );
+    let refused = Socket::open_with_headers(
+        &app,
+        &[cookie.clone(), ("origin", "https://evil.example".into())],
+    )
+    .await;
+    let Err(tokio_tungstenite::tungstenite::Error::Http(answer)) = refused else {
+        panic!("a cross-site cookie handshake was upgraded")
+    };
+    assert_eq!(answer.status(), 403);
+    let body: Value = serde_json::from_slice(answer.body().as_deref().unwrap_or_default()).unwrap();
+    assert_eq!(body["error"]["code"], "csrf_rejected", "{body}");
+
+    for headers in [
+        vec![cookie.clone(), ("origin", app.base_url.clone())],
+        vec![cookie.clone()],
+    ] {
+        let mut socket = Socket::open_with_headers(&app, &headers).await.unwrap();
+        socket
+            .send(json!({ "type": "connection_init", "payload": {} }))
+            .await;
+        assert_eq!(socket.next().await["type"], "connection_ack");
+        // An auditor's subscription: the cookie's session was taken.
+        socket
+            .subscribe("events", "subscription { eventAppended { position } }")
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        add(&app, &writer, "Same Site", 2024, "Someone", &["Drama"]).await;
+        let event = socket.next().await;
+        assert_eq!(event["type"], "next", "{event}");
+    }
 }
