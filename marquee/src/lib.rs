@@ -6,6 +6,7 @@ pub mod config;
 mod operator;
 pub mod serve;
 pub mod telemetry;
+mod unread_body;
 pub mod web;
 
 pub mod pipeline;

@@ -86,6 +86,9 @@ pub async fn start(settings: &Settings, bind: SocketAddr) -> anyhow::Result<Runn
             Arc::new(headers),
             crate::web::security_headers,
         ))
+        .layer(axum::middleware::from_fn(
+            crate::unread_body::drain_unread_body,
+        ))
         .into_make_service_with_connect_info::<SocketAddr>();
     let mut shutdown = stopped;
     let server = tokio::spawn(async move {

@@ -424,8 +424,10 @@ async fn oversized_nested_and_invalid_bodies_are_refused(db: TestDatabase) {
     let mut bad_query = br#"{"query": "{ movies(filter: {search: \"x"#.to_vec();
     bad_query.extend_from_slice(&[0xff, 0xfe]);
     bad_query.extend_from_slice(br#"\"}) { totalCount } }"}"#);
+    // Far past what the kernel buffers while the server answers: without the server reading the
+    // rest, the client would get a broken pipe instead of the 413.
     let huge_query =
-        json!({ "query": format!("{{ movies {{ totalCount }} }} #{}", "x".repeat(3 * 1024 * 1024)) })
+        json!({ "query": format!("{{ movies {{ totalCount }} }} #{}", "x".repeat(16 * 1024 * 1024)) })
             .to_string()
             .into_bytes();
     let nested_variables = format!(
@@ -439,7 +441,7 @@ async fn oversized_nested_and_invalid_bodies_are_refused(db: TestDatabase) {
     .to_string();
     for (what, body, status) in [
         ("invalid UTF-8", bad_query, 400),
-        ("3 MiB document", huge_query, 413),
+        ("16 MiB document", huge_query, 413),
         ("variables 100 000 deep", nested_variables.into_bytes(), 400),
         ("a batch of 1 000", batch.into_bytes(), 400),
         ("not JSON", b"query { movies { totalCount } }".to_vec(), 400),
@@ -652,6 +654,15 @@ async fn huge_headers_and_raw_paths_are_refused(db: TestDatabase) {
         assert_eq!(head(&app).await, before, "{what} stored something");
         still_healthy(&app, what).await;
     }
+    // A client that waits for `100 Continue` before sending a body the server refuses unread is
+    // answered at once and asked for nothing.
+    let request = format!(
+        "PUT /api/movies/{movie}/poster HTTP/1.1\r\nhost: localhost\r\ncontent-type: image/png\r\ncontent-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        20 * 1024 * 1024
+    );
+    let (status, body) = raw(&app, request.into_bytes()).await;
+    assert_eq!(status, 401, "expect 100-continue: {body}");
+    assert!(body.contains("unauthenticated"), "{body}");
     // Traversal and NUL in raw request lines, past any client's normalisation.
     let paths: Vec<Vec<u8>> = vec![
         b"/posters/../marquee.db".to_vec(),

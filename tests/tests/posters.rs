@@ -211,6 +211,9 @@ async fn refused_uploads_store_nothing() {
     }
     let anonymous = upload(&app, None, &movie, "image/png", png.clone()).await;
     expect_error(anonymous, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    // Refused before it is read, a large upload still gets its answer, not a broken pipe.
+    let anonymous_large = upload(&app, None, &movie, "image/png", vec![0; 4 * MAX_UPLOAD]).await;
+    expect_error(anonymous_large, StatusCode::UNAUTHORIZED, "unauthenticated").await;
 
     let started = Instant::now();
     let bomb = upload(
