@@ -33,3 +33,25 @@ async fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn purge_delay() -> std::ffi::c_long {
+        // SAFETY: reads one of mimalloc's option values.
+        unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+    }
+
+    #[test]
+    fn the_purge_delay_is_the_option_set_to_zero() {
+        assert!(
+            std::env::var_os("MIMALLOC_PURGE_DELAY").is_none(),
+            "run without MIMALLOC_PURGE_DELAY: it overrides what this test checks"
+        );
+        // mimalloc's default of 10 (ms) tells the option apart from its neighbours (1 and 0).
+        assert_eq!(purge_delay(), 10);
+        purge_freed_pages_at_once();
+        assert_eq!(purge_delay(), 0);
+    }
+}
