@@ -13,8 +13,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Gives freed pages back to the system at once rather than after a delay (mimalloc's default:
-/// 10 ms, ten times that for arena memory), unless the environment sets `MIMALLOC_PURGE_DELAY`. Under the soak's steady load the delayed
-/// purges kept the arena 20-30 MiB higher, swinging by 30 MiB (README, Soak).
+/// 10 ms, ten times that for arena memory), unless the environment sets `MIMALLOC_PURGE_DELAY`.
+/// Under the soak's steady load the delayed purges kept the arena 20-30 MiB higher, swinging by
+/// 30 MiB (README, Soak).
 fn purge_freed_pages_at_once() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: stores one of mimalloc's option values, which it reads whenever it purges.
